@@ -1,0 +1,29 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for locus.infra.ref_tag (documentation in plugins/modules/ref_tag.py)."""
+
+from __future__ import annotations
+
+from ansible_collections.locus.infra.plugins.module_utils import _redact, _refs
+from ansible_collections.locus.infra.plugins.plugin_utils import _run
+from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction
+
+
+class ActionModule(LocusAction):
+    ARGUMENT_SPEC = {
+        "action": {"type": "str", "required": True},
+        "subject": {"type": "str"},
+        "data": {"type": "dict", "default": {}},
+    }
+
+    def run_locus(self, args, task_vars, store):
+        try:
+            action = _refs.check_action(args["action"])
+        except _refs.RefTagError as exc:
+            return {"failed": True, "msg": str(exc)}
+        subject = args.get("subject") or f"{self._task.get_name()} on {task_vars.get('inventory_hostname', 'localhost')}"
+        data = _redact.redact(args["data"])
+        data.setdefault("check_mode", bool(self._task.check_mode))
+        data.setdefault("job", _run.run_id())
+        tag = store.record(action, subject, data)
+        return {"ref_tag": tag, "subject": subject, "msg": tag}

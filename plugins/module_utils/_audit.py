@@ -1,0 +1,176 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The hash chain of the audit trail and its verification.
+
+Private API of the collection (may change without notice).
+
+Each record's hash covers its tag, timestamp, subject, data and the previous record's
+hash, so editing, deleting, inserting or reordering records breaks the chain at a place
+:func:`verify` names. The chain alone proves internal consistency; an exported head (count,
+last tag, head hash) kept elsewhere also proves the trail was not truncated or rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ansible_collections.locus.infra.plugins.module_utils import _refs
+
+GENESIS = "0" * 64
+
+
+def canonical_json(data):
+    """The one serialisation that is stored and hashed (sorted keys, no spaces, UTF-8)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def record_hash(tag, ts, subject, data_json, prev_hash):
+    body = canonical_json([tag, ts, subject, data_json, prev_hash])
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def row_dict(row):
+    position, tag, ts, subject, data, prev_hash, digest = row
+    return {
+        "position": position,
+        "tag": tag,
+        "ts": ts,
+        "subject": subject,
+        "data": data,
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
+
+
+def public_record(rec):
+    """A record as shown to users: data parsed, chain fields kept."""
+    out = dict(rec)
+    try:
+        out["data"] = json.loads(rec["data"])
+    except (TypeError, ValueError):
+        pass
+    return out
+
+
+class Problem(dict):
+    """The first thing found wrong: ``kind``, ``position``, ``tag`` and a ``message``."""
+
+    def __init__(self, kind, position, tag, message):
+        super().__init__(kind=kind, position=position, tag=tag, message=message)
+
+
+def verify(records, sequences=None, head=None, find_hash=None):
+    """Walk ``records`` (dicts in position order) and return a result dict.
+
+    ``ok`` is False at the first problem, which is described under ``problem`` with its
+    kind (``modified``, ``deleted``, ``inserted``, ``reordered``, ``sequence``,
+    ``truncated``, ``rewritten``), the position and the tag. ``sequences`` (the allocated
+    ``{(action, day): last_seq}``) adds the check that every allocated tag has its record;
+    ``head`` (an exported chain head) adds the truncation and rewrite checks;
+    ``find_hash(hash) -> position`` lets a chain break be told apart (reorder, insertion,
+    deletion).
+    """
+    prev, expected_pos, count, last_tag = None, 1, 0, None
+    prev_hash = GENESIS
+    head_count = _head_count(head)
+    head_seen = None  # hash of the record at the exported head's position
+    seen_seq = {}
+    problem = None
+    for rec in records:
+        pos, tag = rec["position"], rec["tag"]
+        if record_hash(tag, rec["ts"], rec["subject"], rec["data"], rec["prev_hash"]) != rec["hash"]:
+            problem = Problem("modified", pos, tag, f"record #{pos} ({tag}) was modified: its content does not match its hash")
+            break
+        if rec["prev_hash"] != prev_hash:
+            problem = _chain_break(rec, prev, expected_pos, find_hash)
+            break
+        if pos != expected_pos:
+            problem = Problem(
+                "deleted", expected_pos, tag,
+                f"record #{expected_pos} is missing (positions jump from {expected_pos - 1} to {pos}, at {tag})",
+            )
+            break
+        try:
+            action, day, seq = _refs.parse_tag(tag)
+        except _refs.RefTagError as exc:
+            problem = Problem("modified", pos, tag, f"record #{pos}: {exc}")
+            break
+        want = seen_seq.get((action, day), 0) + 1
+        if seq != want:
+            problem = Problem(
+                "sequence", pos, tag, f"record #{pos} ({tag}) breaks the {action} sequence of {day}: expected seq {want}"
+            )
+            break
+        seen_seq[(action, day)] = seq
+        if pos == head_count:
+            head_seen = rec["hash"]
+        prev, prev_hash, expected_pos, count, last_tag = rec, rec["hash"], pos + 1, count + 1, tag
+
+    if problem is None and sequences:
+        for (action, day), last_seq in sorted(sequences.items()):
+            have = seen_seq.get((action, day), 0)
+            if last_seq != have:
+                missing = _refs.format_tag(action, day, have + 1)
+                problem = Problem(
+                    "deleted", None, missing,
+                    f"{missing} was allocated (the {action} sequence of {day} is at {last_seq}) but has no record in the trail",
+                )
+                break
+
+    if problem is None and head is not None:
+        problem = _check_head(head, head_count, count, head_seen)
+
+    result = {"ok": problem is None, "count": count, "last_tag": last_tag, "head_hash": prev_hash}
+    if problem is not None:
+        result["problem"] = problem
+    return result
+
+
+def _chain_break(rec, prev, expected_pos, find_hash):
+    pos, tag = rec["position"], rec["tag"]
+    if rec["prev_hash"] == GENESIS:
+        return Problem("reordered", pos, tag, f"record #{pos} ({tag}) was the first record of the chain")
+    found = find_hash(rec["prev_hash"]) if find_hash else None
+    if found is not None and prev is not None and found == pos - 2:
+        return Problem(
+            "inserted", prev["position"], prev["tag"],
+            f"record #{prev['position']} ({prev['tag']}) was inserted: record #{pos} ({tag}) was written right after #{found}",
+        )
+    if found is not None:
+        return Problem(
+            "reordered", pos, tag, f"record #{pos} ({tag}) is out of order: it was written right after record #{found}"
+        )
+    return Problem(
+        "deleted", expected_pos, tag,
+        f"the record before #{pos} ({tag}) is missing: #{pos} was chained to a record no longer in the trail",
+    )
+
+
+def _head_count(head):
+    if head is None:
+        return None
+    try:
+        return int(head["count"])
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def _check_head(head, head_count, count, head_seen):
+    if head_count is None or head_count < 0 or not isinstance(head.get("head_hash"), str):
+        return Problem("rewritten", None, None, "the exported head is malformed: it needs count and head_hash")
+    if head_count == 0:
+        return None
+    if count < head_count:
+        return Problem(
+            "truncated", count + 1, head.get("last_tag"),
+            f"the trail was truncated: the exported head has {head_count} records up to {head.get('last_tag')}, "
+            f"the trail has {count}",
+        )
+    if head_seen != head["head_hash"]:
+        return Problem(
+            "rewritten", head_count, head.get("last_tag"),
+            f"the trail was rewritten: record #{head_count} no longer matches the exported head "
+            f"({head.get('last_tag')})",
+        )
+    return None

@@ -1,0 +1,453 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The locus state store: one interface, two engines.
+
+Private API of the collection (may change without notice).
+
+* SQLite (embedded default): ``$LOCUS_STATE_DIR/locus.db`` (default ``~/.local/state/locus``),
+  WAL journal, ``synchronous=FULL``, writers serialised with ``BEGIN IMMEDIATE``.
+* PostgreSQL when ``LOCUS_STATE_URL=postgresql://…`` (the shared store for AWX): writers
+  serialised with a transaction-scoped advisory lock.
+
+Both engines share one schema, created by the versioned :data:`MIGRATIONS`. Features that
+need tables of their own append a migration; the SQL is written once with ``?`` placeholders
+and engine differences are spelled out per migration.
+
+A REF-tag is never handed out without its audit record: :meth:`Store.record` allocates the
+sequence number and appends the hash-chained record in one transaction, so a crash can lose
+neither one without the other, and sequences stay contiguous.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import sqlite3
+from urllib.parse import urlsplit
+
+from ansible_collections.locus.infra.plugins.module_utils import _audit, _refs
+
+DEFAULT_STATE_DIR = "~/.local/state/locus"
+DB_NAME = "locus.db"
+# Stable key for pg_advisory_xact_lock: every writer of the chain takes it.
+_PG_LOCK_KEY = 0x4C4F435553  # "LOCUS"
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written: the message says what and where."""
+
+
+# Each migration: (version, description, {"sqlite": [sql, ...], "postgresql": [sql, ...]}).
+# Append only; never edit a released entry.
+MIGRATIONS = [
+    (
+        1,
+        "REF-tag sequences and the hash-chained audit trail",
+        {
+            "sqlite": [
+                """CREATE TABLE locus_ref_sequence (
+                       action TEXT NOT NULL, day TEXT NOT NULL, last_seq INTEGER NOT NULL,
+                       PRIMARY KEY (action, day))""",
+                """CREATE TABLE locus_audit (
+                       position INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE,
+                       ts TEXT NOT NULL, subject TEXT NOT NULL, data TEXT NOT NULL,
+                       prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
+                # Append-only for anyone going through SQL; the hash chain catches the rest.
+                """CREATE TRIGGER locus_audit_no_update BEFORE UPDATE ON locus_audit
+                   BEGIN SELECT RAISE(ABORT, 'locus_audit is append-only'); END""",
+                """CREATE TRIGGER locus_audit_no_delete BEFORE DELETE ON locus_audit
+                   BEGIN SELECT RAISE(ABORT, 'locus_audit is append-only'); END""",
+            ],
+            "postgresql": [
+                """CREATE TABLE locus_ref_sequence (
+                       action TEXT NOT NULL, day TEXT NOT NULL, last_seq BIGINT NOT NULL,
+                       PRIMARY KEY (action, day))""",
+                """CREATE TABLE locus_audit (
+                       position BIGINT PRIMARY KEY, tag TEXT NOT NULL UNIQUE,
+                       ts TEXT NOT NULL, subject TEXT NOT NULL, data TEXT NOT NULL,
+                       prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
+                """CREATE FUNCTION locus_audit_append_only() RETURNS trigger AS $$
+                   BEGIN RAISE EXCEPTION 'locus_audit is append-only'; END $$ LANGUAGE plpgsql""",
+                """CREATE TRIGGER locus_audit_no_change BEFORE UPDATE OR DELETE ON locus_audit
+                   FOR EACH ROW EXECUTE FUNCTION locus_audit_append_only()""",
+            ],
+        },
+    ),
+    (
+        2,
+        "memo of values computed once per run (lookups re-run at every templating)",
+        {
+            "sqlite": [
+                """CREATE TABLE locus_memo (
+                       scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, created TEXT NOT NULL,
+                       PRIMARY KEY (scope, key))""",
+            ],
+            "postgresql": [
+                """CREATE TABLE locus_memo (
+                       scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, created TEXT NOT NULL,
+                       PRIMARY KEY (scope, key))""",
+            ],
+        },
+    ),
+]
+
+
+def redact_url(url):
+    """``url`` with any password replaced, for messages."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url or "")
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _ts(now):
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Transaction:
+    """SQL inside one write transaction, with ``?`` placeholders on both engines."""
+
+    def __init__(self, store, cursor):
+        self._store = store
+        self._cur = cursor
+
+    def execute(self, sql, params=()):
+        self._cur.execute(self._store._sql(sql), params)
+        return self._cur
+
+    def query(self, sql, params=()):
+        return self.execute(sql, params).fetchall()
+
+    def record(self, action, subject, data=None):
+        return self.record_many([(action, subject, data)])[0]
+
+    def record_many(self, entries):
+        """Allocate a tag and append a chained audit record for each ``(action, subject, data)``."""
+        entries = [(_refs.check_action(a), str(s), _audit.canonical_json(d or {})) for a, s, d in entries]
+        if not entries:
+            return []
+        now = _now()
+        day, ts = _refs.utc_day(now), _ts(now)
+        last = self.query("SELECT position, hash FROM locus_audit ORDER BY position DESC LIMIT 1")
+        position, prev = (last[0][0], last[0][1]) if last else (0, _audit.GENESIS)
+        tags = []
+        for action, subject, data in entries:
+            row = self.query(
+                "INSERT INTO locus_ref_sequence (action, day, last_seq) VALUES (?, ?, 1) "
+                "ON CONFLICT (action, day) DO UPDATE SET last_seq = locus_ref_sequence.last_seq + 1 "
+                "RETURNING last_seq",
+                (action, day),
+            )
+            tag = _refs.format_tag(action, day, row[0][0])
+            position += 1
+            digest = _audit.record_hash(tag, ts, subject, data, prev)
+            self.execute(
+                "INSERT INTO locus_audit (position, tag, ts, subject, data, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (position, tag, ts, subject, data, prev, digest),
+            )
+            prev = digest
+            tags.append(tag)
+        return tags
+
+
+class Store:
+    """Base class: the engine-specific parts are connecting and locking."""
+
+    engine = None
+    location = None
+
+    def __init__(self):
+        self._conn = None
+
+    # -- engine hooks -------------------------------------------------------------------------
+    def _sql(self, sql):
+        return sql
+
+    def _begin_write(self, cur):
+        raise NotImplementedError
+
+    def _errors(self):
+        raise NotImplementedError
+
+    # -- transactions ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self):
+        """A write transaction holding the store's writer lock; commits on success."""
+        cur = self._conn.cursor()
+        try:
+            self._begin_write(cur)
+            yield Transaction(self, cur)
+            self._conn.commit()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self._conn.rollback()
+            if isinstance(exc, self._errors()):
+                raise StoreError(f"{self.engine} store {self.location}: {exc}") from exc
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+
+    def query(self, sql, params=()):
+        """A read outside any write transaction."""
+        try:
+            cur = self._conn.cursor()
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+            cur.close()
+            self._conn.commit()  # end the implicit read transaction (PostgreSQL)
+            return rows
+        except self._errors() as exc:
+            raise StoreError(f"{self.engine} store {self.location}: {exc}") from exc
+
+    # -- REF-tags and audit ---------------------------------------------------------------------
+    def record(self, action, subject, data=None):
+        """Allocate a REF-tag for ``action`` and append its audit record; return the tag."""
+        return self.record_many([(action, subject, data)])[0]
+
+    def record_many(self, entries):
+        entries = list(entries)
+        for action, _subject, _data in entries:
+            _refs.check_action(action)  # fail before opening a transaction
+        with self.transaction() as tx:
+            return tx.record_many(entries)
+
+    def memoised(self, scope, key, compute):
+        """``(value, reused)``: the value kept for ``(scope, key)``, or ``compute(tx)`` kept now.
+
+        Check and computation share one write transaction, so concurrent callers agree on
+        one value (e.g. one REF-tag per task and term however often a lookup is templated).
+        """
+        with self.transaction() as tx:
+            rows = tx.query("SELECT value FROM locus_memo WHERE scope = ? AND key = ?", (scope, key))
+            if rows:
+                return rows[0][0], True
+            value = compute(tx)
+            tx.execute(
+                "INSERT INTO locus_memo (scope, key, value, created) VALUES (?, ?, ?, ?)",
+                (scope, key, value, _ts(_now())),
+            )
+            return value, False
+
+    def records(self, after=0, limit=None):
+        """Audit rows as dicts in chain order, from position ``after + 1``."""
+        sql = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE position > ? ORDER BY position"
+        params = [after]
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_audit.row_dict(r) for r in self.query(sql, params)]
+
+    def iter_records(self, batch=5000):
+        after = 0
+        while True:
+            rows = self.records(after=after, limit=batch)
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1]["position"]
+
+    def get(self, tag):
+        rows = self.query(
+            "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE tag = ?", (tag,)
+        )
+        return _audit.row_dict(rows[0]) if rows else None
+
+    def job_records(self, job):
+        """The records of one playbook run: its JOB records and every record naming it as ``job``."""
+        rows = self.query(
+            "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit "
+            "WHERE tag = ? OR data LIKE ? ORDER BY position",
+            (job, f'%"job":{_audit.canonical_json(job)}%'),
+        )
+        return [_audit.row_dict(r) for r in rows]
+
+    def last(self, n):
+        rows = self.query(
+            "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit ORDER BY position DESC LIMIT ?",
+            (n,),
+        )
+        return [_audit.row_dict(r) for r in reversed(rows)]
+
+    def sequences(self):
+        """``{(action, day): last_seq}`` as allocated."""
+        return {(a, d): s for a, d, s in self.query("SELECT action, day, last_seq FROM locus_ref_sequence")}
+
+    def head(self):
+        """The chain head: what to keep elsewhere to detect truncation or rewriting."""
+        rows = self.query("SELECT position, tag, hash FROM locus_audit ORDER BY position DESC LIMIT 1")
+        if not rows:
+            return {"count": 0, "last_tag": None, "head_hash": _audit.GENESIS}
+        return {"count": rows[0][0], "last_tag": rows[0][1], "head_hash": rows[0][2]}
+
+    def verify(self, head=None):
+        """Verify the whole chain (and against an exported ``head``); see :func:`_audit.verify`."""
+        return _audit.verify(self.iter_records(), self.sequences(), head=head, find_hash=self._position_of_hash)
+
+    def _position_of_hash(self, digest):
+        rows = self.query("SELECT position FROM locus_audit WHERE hash = ?", (digest,))
+        return rows[0][0] if rows else None
+
+    # -- schema -------------------------------------------------------------------------------------
+    def schema_version(self):
+        return self.query("SELECT COALESCE(MAX(version), 0) FROM locus_schema")[0][0]
+
+    def _migrate(self):
+        known = MIGRATIONS[-1][0]
+        with self.transaction() as tx:
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS locus_schema (version INTEGER PRIMARY KEY, "
+                "description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            current = tx.query("SELECT COALESCE(MAX(version), 0) FROM locus_schema")[0][0]
+            if current > known:
+                raise StoreError(
+                    f"{self.engine} store {self.location} has schema version {current}, newer than this "
+                    f"collection knows ({known}); upgrade locus.infra"
+                )
+            for version, description, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for sql in statements[self.engine]:
+                    tx.execute(sql)
+                tx.execute(
+                    "INSERT INTO locus_schema (version, description, applied_at) VALUES (?, ?, ?)",
+                    (version, description, _ts(_now())),
+                )
+
+    def close(self):
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SQLiteStore(Store):
+    engine = "sqlite"
+
+    def __init__(self, state_dir):
+        super().__init__()
+        state_dir = os.path.abspath(os.path.expanduser(state_dir))
+        self.state_dir = state_dir
+        self.path = self.location = os.path.join(state_dir, DB_NAME)
+        try:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the state directory {state_dir} ({exc.strerror}); "
+                "set LOCUS_STATE_DIR to a writable directory"
+            ) from exc
+        if not os.access(state_dir, os.W_OK | os.X_OK):
+            raise StoreError(
+                f"the state directory {state_dir} is not writable; set LOCUS_STATE_DIR to a writable directory"
+            )
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            self._conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise StoreError(f"cannot open the SQLite store {self.path}: {exc}") from exc
+        self._migrate()
+
+    def _begin_write(self, cur):
+        cur.execute("BEGIN IMMEDIATE")
+
+    def _errors(self):
+        return (sqlite3.Error,)
+
+    def query(self, sql, params=()):
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store {self.location}: {exc}") from exc
+
+
+class PostgresStore(Store):
+    engine = "postgresql"
+
+    def __init__(self, url, connect_timeout=10):
+        super().__init__()
+        self.location = redact_url(url)
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise StoreError("LOCUS_STATE_URL names PostgreSQL but the Python package psycopg (3) is missing") from exc
+        self._psycopg = psycopg
+        try:
+            self._conn = psycopg.connect(url, connect_timeout=connect_timeout, autocommit=False)
+        except psycopg.Error as exc:
+            # psycopg's message names host and port but never the password.
+            reason = " ".join(str(exc).split())
+            raise StoreError(f"cannot connect to the PostgreSQL store {self.location}: {reason}") from exc
+        self._migrate()
+
+    def _sql(self, sql):
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def _begin_write(self, cur):
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+
+    def _errors(self):
+        return (self._psycopg.Error,)
+
+
+def check_url(url):
+    """Validate ``LOCUS_STATE_URL``; return it, or raise a :class:`StoreError` saying what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise StoreError(
+            f"LOCUS_STATE_URL {redact_url(url)!r} is not a PostgreSQL URL: expected "
+            "postgresql://user:password@host:port/database"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise StoreError(f"LOCUS_STATE_URL {redact_url(url)!r}: {exc}") from exc
+    if not parts.hostname and "host=" not in (parts.query or ""):
+        raise StoreError(f"LOCUS_STATE_URL {redact_url(url)!r} names no host")
+    if not parts.path.strip("/"):
+        raise StoreError(f"LOCUS_STATE_URL {redact_url(url)!r} names no database")
+    return url
+
+
+def open_store(url=None, state_dir=None):
+    """Open the store named by ``url``/``state_dir`` or, failing those, by the environment.
+
+    ``url`` (or ``LOCUS_STATE_URL``) selects PostgreSQL; otherwise SQLite under ``state_dir``
+    (or ``LOCUS_STATE_DIR``, default ``~/.local/state/locus``).
+    """
+    url = url or os.environ.get("LOCUS_STATE_URL")
+    if url:
+        return PostgresStore(check_url(url))
+    return SQLiteStore(state_dir or os.environ.get("LOCUS_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def ephemeral_warning(store, variables):
+    """The loud warning for an AWX job writing its audit trail into its throw-away container."""
+    if store.engine == "sqlite" and variables and (variables.get("awx_job_id") or variables.get("tower_job_id")):
+        return (
+            "locus.infra: this AWX job writes its audit trail to SQLite at "
+            f"{store.location} INSIDE THE JOB CONTAINER; the records die with the container when "
+            "the job ends. Set LOCUS_STATE_URL=postgresql://… (the shared store) through a credential."
+        )
+    return None
+
+
+def dumps(data):
+    """JSON for humans (CLI output): stable key order."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,163 @@
+"""The state store on both engines: allocation, schema, append-only, errors."""
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from ansible_collections.locus.infra.plugins.module_utils import _refs, _store
+
+
+def _seqs(tags):
+    return [_refs.parse_tag(t)[2] for t in tags]
+
+
+def test_tags_are_contiguous_per_action_and_records_chain(store):
+    tags = [store.record("TASK", f"t{i}", {"i": i}) for i in range(5)]
+    tags += store.record_many([("DEPLOY", "d1", {}), ("TASK", "t5", None), ("DEPLOY", "d2", {"x": [1, 2]})])
+    task_tags = [t for t in tags if "-TASK" in t]
+    deploy_tags = [t for t in tags if "-DEPLOY" in t]
+    assert _seqs(task_tags) == [1, 2, 3, 4, 5, 6]
+    assert _seqs(deploy_tags) == [1, 2]
+    assert len(set(tags)) == len(tags)
+    records = list(store.iter_records())
+    assert [r["tag"] for r in records] == tags
+    assert records[0]["prev_hash"] == "0" * 64
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(records, records[1:], strict=False))
+    assert json.loads(records[-1]["data"]) == {"x": [1, 2]}
+    assert store.verify()["ok"]
+    assert store.head() == {"count": 8, "last_tag": tags[-1], "head_hash": records[-1]["hash"]}
+
+
+def test_sequence_grows_past_999(store):
+    day = _refs.utc_day()
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO locus_ref_sequence (action, day, last_seq) VALUES ('NOTIFY', ?, 998)", (day,))
+    # pretend 998 records exist: verification must then report the missing ones, allocation just goes on
+    tags = [store.record("NOTIFY", "n", {}) for _ in range(3)]
+    assert tags == [f"LOCUS-NOTIFY{day}-999", f"LOCUS-NOTIFY{day}-1000", f"LOCUS-NOTIFY{day}-1001"]
+    result = store.verify()
+    assert not result["ok"] and result["problem"]["kind"] == "sequence"
+
+
+def test_reopening_applies_no_migration_twice(open_test_store):
+    first = open_test_store()
+    first.record("TASK", "x", {})
+    assert first.schema_version() == _store.MIGRATIONS[-1][0]
+    second = open_test_store()
+    assert second.schema_version() == _store.MIGRATIONS[-1][0]
+    rows = second.query("SELECT version FROM locus_schema ORDER BY version")
+    assert [r[0] for r in rows] == [m[0] for m in _store.MIGRATIONS]
+    assert second.verify()["count"] == 1
+
+
+def test_a_newer_schema_is_refused(open_test_store):
+    s = open_test_store()
+    with s.transaction() as tx:
+        tx.execute("INSERT INTO locus_schema (version, description, applied_at) VALUES (999, 'future', 'now')")
+    with pytest.raises(_store.StoreError, match="schema version 999"):
+        open_test_store()
+
+
+def test_audit_table_is_append_only(store):
+    store.record("TASK", "x", {})
+    for sql in ("UPDATE locus_audit SET subject = 'y'", "DELETE FROM locus_audit"):
+        with pytest.raises(_store.StoreError, match="append-only"), store.transaction() as tx:
+            tx.execute(sql)
+    assert store.verify()["ok"] and store.get(store.head()["last_tag"])["subject"] == "x"
+
+
+def test_unknown_action_writes_nothing(store):
+    store.record("TASK", "before", {})
+    with pytest.raises(_refs.RefTagError, match="BOGUS"):
+        store.record_many([("TASK", "ok", {}), ("BOGUS", "bad", {})])
+    assert store.head()["count"] == 1
+
+
+def test_failed_transaction_allocates_nothing(store):
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.record("TASK", "lost", {})
+        raise RuntimeError("boom")
+    assert store.record("TASK", "kept", {}).endswith("-001")
+    assert store.verify()["ok"]
+
+
+def test_memoised_value_is_computed_once(store):
+    calls = []
+
+    def compute(tx):
+        calls.append(1)
+        return tx.record("TASK", "memo", {})
+
+    first = store.memoised("scope", "key", compute)
+    second = store.memoised("scope", "key", compute)
+    assert first == (second[0], False) and second[1] is True and len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "url, fragment",
+    [
+        ("mysql://u:p@h/db", "not a PostgreSQL URL"),
+        ("postgresql://u:p@h:99999/db", "Port out of range"),
+        ("postgresql://u:p@/db", "names no host"),
+        ("postgresql://u:p@h:5432/", "names no database"),
+        ("not a url", "not a PostgreSQL URL"),
+    ],
+)
+def test_malformed_state_url(url, fragment, tmp_path):
+    with pytest.raises(_store.StoreError) as err:
+        _store.open_store(url=url, state_dir=str(tmp_path))
+    assert fragment in str(err.value)
+    assert ":p@" not in str(err.value)  # the password is never echoed
+    assert not os.path.exists(tmp_path / "locus.db")
+
+
+def test_unreachable_postgresql_names_the_server_not_the_password(pg_cluster):
+    from locus_testlib import free_port
+
+    url = f"postgresql://locus:topsecret@127.0.0.1:{free_port()}/locus"
+    with pytest.raises(_store.StoreError) as err:
+        _store.PostgresStore(url, connect_timeout=3)
+    msg = str(err.value)
+    assert "cannot connect to the PostgreSQL store" in msg and "127.0.0.1" in msg
+    assert "topsecret" not in msg
+
+
+def test_unwritable_state_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(_store.StoreError, match="cannot create the state directory .*LOCUS_STATE_DIR"):
+        _store.open_store(state_dir=str(blocker / "state"))
+    assert blocker.read_text() == "not a directory"
+
+
+def test_sqlite_is_wal_and_full_sync(tmp_path):
+    s = _store.open_store(state_dir=str(tmp_path))
+    try:
+        assert s.query("PRAGMA journal_mode")[0][0] == "wal"
+        assert s.query("PRAGMA synchronous")[0][0] == 2  # FULL
+        assert oct(os.stat(s.path).st_mode & 0o777) == "0o600"
+    finally:
+        s.close()
+    conn = sqlite3.connect(tmp_path / "locus.db")
+    assert conn.execute("SELECT COUNT(*) FROM locus_audit").fetchone()[0] == 0
+    conn.close()
+
+
+def test_env_selects_the_engine(tmp_path, monkeypatch, pg_cluster):
+    monkeypatch.setenv("LOCUS_STATE_DIR", str(tmp_path / "envdir"))
+    monkeypatch.delenv("LOCUS_STATE_URL", raising=False)
+    with _store.open_store() as s:
+        assert s.engine == "sqlite" and s.path == str(tmp_path / "envdir" / "locus.db")
+    monkeypatch.setenv("LOCUS_STATE_URL", pg_cluster.create_database())
+    with _store.open_store() as s:
+        assert s.engine == "postgresql"
+
+
+def test_awx_with_sqlite_warns_and_postgresql_does_not(tmp_path, pg_cluster):
+    with _store.open_store(state_dir=str(tmp_path)) as s:
+        assert "die with the container" in _store.ephemeral_warning(s, {"awx_job_id": 42})
+        assert _store.ephemeral_warning(s, {}) is None
+    with _store.open_store(url=pg_cluster.create_database()) as s:
+        assert _store.ephemeral_warning(s, {"awx_job_id": 42}) is None
