@@ -19,7 +19,8 @@ APT_PACKAGES := python3 python3-venv python3-dev git rsync sqlite3 ca-certificat
 	build-essential cmake \
 	postgresql-15 postgresql-client-15 \
 	redis-server \
-	debootstrap systemd-container iptables iproute2 openssh-client apt-cacher-ng
+	debootstrap systemd-container iptables iproute2 openssh-client apt-cacher-ng \
+	shellcheck
 
 .PHONY: help setup apt venv demo test lint unit sanity clean distclean
 

@@ -26,7 +26,7 @@ description:
   - Enable it with C(callbacks_enabled = locus.infra.audit) in C(ansible.cfg) (this collection's
     development C(ansible.cfg) does), or E(ANSIBLE_CALLBACKS_ENABLED).
 author:
-  - locus.infra developers
+  - locus.infra developers (@locus-infra)
 requirements:
   - psycopg 3 when the store is PostgreSQL
 extends_documentation_fragment:

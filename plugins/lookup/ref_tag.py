@@ -17,7 +17,7 @@ description:
     task part, so the tag is shared by the whole run for that host, term and subject.
   - To keep a tag across tasks, use the M(locus.infra.ref_tag) module with C(register).
 author:
-  - locus.infra developers
+  - locus.infra developers (@locus-infra)
 extends_documentation_fragment:
   - locus.infra.state_store.plugin_options
 options:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -89,6 +90,63 @@ MIGRATIONS = [
                 """CREATE TABLE locus_memo (
                        scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, created TEXT NOT NULL,
                        PRIMARY KEY (scope, key))""",
+            ],
+        },
+    ),
+    (
+        3,
+        "agents: response cache and budget ledger (see _agent.py, _budget.py)",
+        {
+            "sqlite": [
+                """CREATE TABLE locus_agent_cache (
+                       key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL,
+                       response TEXT NOT NULL, source_tag TEXT NOT NULL, created TEXT NOT NULL)""",
+                # Amounts in integer micro-USD: no float drift when the ledger is added up.
+                """CREATE TABLE locus_agent_ledger (
+                       id TEXT PRIMARY KEY, day TEXT NOT NULL, ts TEXT NOT NULL, agent TEXT NOT NULL,
+                       backend TEXT NOT NULL, model TEXT NOT NULL, lane TEXT NOT NULL, state TEXT NOT NULL,
+                       estimate_micro_usd INTEGER NOT NULL, estimate_tokens INTEGER NOT NULL,
+                       input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+                       cost_micro_usd INTEGER NOT NULL DEFAULT 0, tag TEXT)""",
+                "CREATE INDEX locus_agent_ledger_day ON locus_agent_ledger (day, agent)",
+            ],
+            "postgresql": [
+                """CREATE TABLE locus_agent_cache (
+                       key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL,
+                       response TEXT NOT NULL, source_tag TEXT NOT NULL, created TEXT NOT NULL)""",
+                """CREATE TABLE locus_agent_ledger (
+                       id TEXT PRIMARY KEY, day TEXT NOT NULL, ts TEXT NOT NULL, agent TEXT NOT NULL,
+                       backend TEXT NOT NULL, model TEXT NOT NULL, lane TEXT NOT NULL, state TEXT NOT NULL,
+                       estimate_micro_usd BIGINT NOT NULL, estimate_tokens BIGINT NOT NULL,
+                       input_tokens BIGINT NOT NULL DEFAULT 0, output_tokens BIGINT NOT NULL DEFAULT 0,
+                       cost_micro_usd BIGINT NOT NULL DEFAULT 0, tag TEXT)""",
+                "CREATE INDEX locus_agent_ledger_day ON locus_agent_ledger (day, agent)",
+            ],
+        },
+    ),
+    (
+        4,
+        "guard: emergency halt state and approvals already used (see _guard.py, _approval.py)",
+        {
+            "sqlite": [
+                # One row: the current halt (its HALT tag and reason) and the halt epoch, which
+                # every halt increments so that approvals given before it are void.
+                """CREATE TABLE locus_guard_halt (
+                       id INTEGER PRIMARY KEY CHECK (id = 1), halted INTEGER NOT NULL,
+                       tag TEXT, reason TEXT, since TEXT, by_user TEXT, epoch INTEGER NOT NULL)""",
+                "INSERT INTO locus_guard_halt (id, halted, epoch) VALUES (1, 0, 0)",
+                """CREATE TABLE locus_guard_approval_used (
+                       ref TEXT PRIMARY KEY, used_at TEXT NOT NULL, approval_tag TEXT NOT NULL,
+                       method TEXT NOT NULL)""",
+            ],
+            "postgresql": [
+                """CREATE TABLE locus_guard_halt (
+                       id INTEGER PRIMARY KEY CHECK (id = 1), halted INTEGER NOT NULL,
+                       tag TEXT, reason TEXT, since TEXT, by_user TEXT, epoch BIGINT NOT NULL)""",
+                "INSERT INTO locus_guard_halt (id, halted, epoch) VALUES (1, 0, 0)",
+                """CREATE TABLE locus_guard_approval_used (
+                       ref TEXT PRIMARY KEY, used_at TEXT NOT NULL, approval_tag TEXT NOT NULL,
+                       method TEXT NOT NULL)""",
             ],
         },
     ),
@@ -171,6 +229,9 @@ class Store:
     def _begin_write(self, cur):
         raise NotImplementedError
 
+    def _end_write(self):
+        """Release what :meth:`_begin_write` took beyond the transaction itself."""
+
     def _errors(self):
         raise NotImplementedError
 
@@ -192,6 +253,7 @@ class Store:
         finally:
             with contextlib.suppress(Exception):
                 cur.close()
+            self._end_write()
 
     def query(self, sql, params=()):
         """A read outside any write transaction."""
@@ -355,6 +417,7 @@ class SQLiteStore(Store):
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
+            self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
             self._conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -365,10 +428,22 @@ class SQLiteStore(Store):
         self._migrate()
 
     def _begin_write(self, cur):
+        # Writers queue on a kernel lock first: the kernel wakes the next one as soon as the
+        # lock is free, where SQLite's busy handler would poll with growing sleeps.
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         cur.execute("BEGIN IMMEDIATE")
+
+    def _end_write(self):
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _errors(self):
         return (sqlite3.Error,)
+
+    def close(self):
+        super().close()
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def query(self, sql, params=()):
         try:

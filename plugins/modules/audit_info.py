@@ -15,9 +15,11 @@ description:
     callback, which exports the run's JOB tag).
   - Read-only; keeps working while an emergency halt is in force.
 author:
-  - locus.infra developers
+  - locus.infra developers (@locus-infra)
 extends_documentation_fragment:
   - locus.infra.state_store
+  - locus.infra.attributes
+  - locus.infra.attributes.controller
 options:
   tag:
     description: Return the record with this REF-tag.
@@ -33,9 +35,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: all
-    details: Runs on the controller.
 seealso:
   - module: locus.infra.audit_verify
   - plugin: locus.infra.audit

@@ -17,9 +17,11 @@ description:
     detects truncation and a rewritten trail.
   - Read-only; keeps working while an emergency halt is in force.
 author:
-  - locus.infra developers
+  - locus.infra developers (@locus-infra)
 extends_documentation_fragment:
   - locus.infra.state_store
+  - locus.infra.attributes
+  - locus.infra.attributes.controller
 options:
   head:
     description:
@@ -37,9 +39,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: all
-    details: Runs on the controller.
 seealso:
   - module: locus.infra.ref_tag
 """

@@ -16,9 +16,11 @@ description:
   - Secret-looking keys and values in O(data) are redacted before they are recorded.
   - Never reports C(changed); the audit trail is bookkeeping, not a change to a managed host.
 author:
-  - locus.infra developers
+  - locus.infra developers (@locus-infra)
 extends_documentation_fragment:
   - locus.infra.state_store
+  - locus.infra.attributes
+  - locus.infra.attributes.controller
 options:
   action:
     description:
@@ -42,9 +44,6 @@ attributes:
     details: The tag is allocated and recorded in check mode too (the record says so), because the trail records check runs.
   diff_mode:
     support: none
-  platform:
-    platforms: all
-    details: Runs on the controller.
 seealso:
   - plugin: locus.infra.ref_tag
     plugin_type: lookup

@@ -14,6 +14,7 @@ import os
 import sys
 
 from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact, _refs, _store
+from ansible_collections.locus.infra.plugins.plugin_utils import _guard_cli
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -158,6 +159,7 @@ def build_parser():
     p = audit.add_parser("export", help="export all records as JSONL")
     p.add_argument("--output", "-o", help="file to write (default: standard output)")
     p.set_defaults(func=cmd_audit_export)
+    _guard_cli.add_commands(sub)  # approve, halt, resume, status
     return parser
 
 
