@@ -1,0 +1,817 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plan and apply the state of one Proxmox VE VM (logic of locus.infra.proxmox_vm).
+
+Private API of the collection (may change without notice).
+
+The manager first *plans*: it reads what exists (one ``GET /cluster/resources`` and one
+``GET .../config`` for an existing VM), normalises both sides and derives the exact
+actions -- clone/create, the config keys that differ, disk grows, pool moves, power
+changes, delete.  Check mode returns that plan; diff mode shows the keys that change;
+a normal run carries it out, re-reading the config once after a clone (new MACs and disk
+names are only known then).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+
+from ansible_collections.locus.infra.plugins.module_utils import _proxmox_config as cfg
+from ansible_collections.locus.infra.plugins.module_utils._proxmox import (
+    ProxmoxError,
+    node_slot,
+)
+
+DEFAULT_CREATE_CONFIG = {"ostype": "l26", "scsihw": "virtio-scsi-single"}
+# What PVE uses when a key is not in the config (qemu-server defaults).
+PVE_DEFAULTS = {"cores": 1, "sockets": 1, "memory": 512}
+MANAGED_KEYS_RE = re.compile(
+    r"^(name|cores|sockets|vcpus|cpu|memory|balloon|onboot|agent|tags|description|net\d+|ipconfig\d+|ciuser|"
+    r"cipassword|sshkeys|nameserver|searchdomain|citype|ciupgrade|(ide|sata|scsi|virtio)\d+)$"
+)
+ALREADY_EXISTS_RE = re.compile(r"(config file already exists|already exists on node|VM \d+ already exists)")
+# Options a running VM takes at once; PVE parks the others in the pending section.
+HOTPLUG_RE = re.compile(
+    r"^(name|description|onboot|tags|protection|ciuser|cipassword|citype|ciupgrade|sshkeys|nameserver|"
+    r"searchdomain|ipconfig\d+|net\d+|(ide|sata|scsi|virtio)\d+)$"
+)
+
+
+class VmSpecError(Exception):
+    """The module arguments describe an impossible VM. The message names the option."""
+
+
+class _Spec:
+    """The module arguments turned into normalised desired values (validated once)."""
+
+    def __init__(self, p):
+        self.p = p
+        self.name = p["name"]
+        if not re.match(r"^(?=.{1,63}$)[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$",
+                        self.name):
+            raise VmSpecError(f"name: {self.name!r} is not a valid DNS name (letters, digits, '-', '.')")
+        self.vmid = p.get("vmid")
+        if self.vmid is not None and not 100 <= self.vmid <= 999999999:
+            raise VmSpecError(f"vmid: {self.vmid} is outside 100..999999999")
+        self.memory = p.get("memory")
+        if self.memory is not None and self.memory < 16:
+            raise VmSpecError(f"memory: {self.memory} MiB is below the minimum of 16 MiB")
+        self.balloon = p.get("balloon")
+        if self.balloon is not None and self.memory is not None and self.balloon > self.memory:
+            raise VmSpecError(f"balloon: {self.balloon} MiB must not exceed memory ({self.memory} MiB)")
+        for opt, low in (("cores", 1), ("sockets", 1), ("vcpus", 1)):
+            if p.get(opt) is not None and p[opt] < low:
+                raise VmSpecError(f"{opt}: {p[opt]} is below {low}")
+        self.tags = None
+        if p.get("tags") is not None:
+            try:
+                self.tags = cfg.check_tags(cfg.normalise_tags(p["tags"]))
+            except cfg.ConfigValueError as exc:
+                raise VmSpecError(f"tags: {exc}") from None
+        ref = p.get("ref_tag")
+        if ref and not cfg.REF_TAG_RE.match(ref):
+            raise VmSpecError(f"ref_tag: {ref!r} is not a REF-tag (LOCUS-<ACTION><YYYYMMDD>-<SEQ>)")
+        self.ref_tag = ref
+        self.nics = []
+        for i, nic in enumerate(p.get("nics") or []):
+            if nic.get("vlan") is not None and not 1 <= nic["vlan"] <= 4094:
+                raise VmSpecError(f"nics[{i}].vlan: {nic['vlan']} is not a VLAN id (1..4094)")
+            if nic.get("mtu") is not None and not 1 <= nic["mtu"] <= 65520:
+                raise VmSpecError(f"nics[{i}].mtu: {nic['mtu']} is outside 1..65520")
+            try:
+                self.nics.append(cfg.desired_net(nic))
+            except cfg.ConfigValueError as exc:
+                raise VmSpecError(f"nics[{i}]: {exc}") from None
+        self.disks = []
+        slots = set()
+        for i, disk in enumerate(p.get("disks") or []):
+            slot = disk.get("slot") or f"scsi{i}"
+            if not cfg.DISK_SLOT_RE.match(slot):
+                raise VmSpecError(f"disks[{i}].slot: {slot!r} is not a disk slot (scsi0-30, virtio0-15, sata0-5, ide0-3)")
+            if slot in slots:
+                raise VmSpecError(f"disks[{i}].slot: {slot} is used twice")
+            slots.add(slot)
+            try:
+                size = cfg.parse_size(disk["size"], default_unit="G")
+            except cfg.ConfigValueError as exc:
+                raise VmSpecError(f"disks[{i}].size: {exc}") from None
+            if size < cfg.GIB // 1024:
+                raise VmSpecError(f"disks[{i}].size: {disk['size']!r} is too small")
+            options = {k: cfg.drive_option_value(k, v) for k, v in (disk.get("options") or {}).items()}
+            if "size" in options or "file" in options:
+                raise VmSpecError(f"disks[{i}].options: set size with disks[{i}].size; the volume is not an option")
+            self.disks.append({"slot": slot, "size": size, "storage": disk.get("storage"), "options": options,
+                               "index": i})
+        ci = p.get("cloud_init")
+        self.cloud_init = None
+        if ci is not None:
+            self.cloud_init = dict(ci)
+            try:
+                keys = cfg.normalise_ssh_keys(ci.get("ssh_keys")) if ci.get("ssh_keys") is not None else None
+                self.ssh_keys = cfg.check_ssh_keys(keys) if keys is not None else None
+            except cfg.ConfigValueError as exc:
+                raise VmSpecError(f"cloud_init.ssh_keys: {exc}") from None
+            self.ipconfig = []
+            for i, item in enumerate(ci.get("ipconfig") or []):
+                try:
+                    self.ipconfig.append(cfg.normalise_ipconfig(item) if item else None)
+                except cfg.ConfigValueError as exc:
+                    raise VmSpecError(f"cloud_init.ipconfig[{i}]: {exc}") from None
+            slot = ci.get("drive_slot") or "ide2"
+            if not cfg.DISK_SLOT_RE.match(slot):
+                raise VmSpecError(f"cloud_init.drive_slot: {slot!r} is not a drive slot")
+            if slot in slots:
+                raise VmSpecError(f"cloud_init.drive_slot: {slot} is also used by disks")
+            self.ci_slot = slot
+        extra = p.get("extra_config") or {}
+        for key in extra:
+            if MANAGED_KEYS_RE.match(key):
+                raise VmSpecError(f"extra_config.{key}: this key is managed by a module option; use that option")
+        self.extra = {k: _scalar(v) for k, v in extra.items()}
+
+    # names of PVE parameters -> module options, for per-parameter API errors
+    def option_names(self):
+        names = {"name": "name", "cores": "cores", "sockets": "sockets", "vcpus": "vcpus", "cpu": "cpu_type",
+                 "memory": "memory", "balloon": "balloon", "onboot": "onboot", "agent": "agent", "tags": "tags",
+                 "description": "description", "ciuser": "cloud_init.user", "cipassword": "cloud_init.password",
+                 "sshkeys": "cloud_init.ssh_keys", "nameserver": "cloud_init.nameserver",
+                 "searchdomain": "cloud_init.searchdomain", "ciupgrade": "cloud_init.upgrade", "pool": "pool",
+                 "storage": "storage", "newid": "vmid", "vmid": "vmid", "citype": "cloud_init.type"}
+        for i in range(len(self.nics)):
+            names[f"net{i}"] = f"nics[{i}]"
+        for disk in self.disks:
+            names[disk["slot"]] = f"disks[{disk['index']}]"
+        if self.cloud_init is not None:
+            for i in range(len(self.ipconfig)):
+                names[f"ipconfig{i}"] = f"cloud_init.ipconfig[{i}]"
+            names[self.ci_slot] = "cloud_init.drive_slot"
+        for key in self.extra:
+            names[key] = f"extra_config.{key}"
+        return names
+
+
+def _applied(conf, updates):
+    """The config after a PUT of ``updates`` (for the MACs, address and REF-tag we report)."""
+    out = dict(conf)
+    out.update(updates)
+    return out
+
+
+def _scalar(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _same_scalar(current, desired):
+    if current is None:
+        return desired is None
+    cur, des = str(current).strip(), str(desired).strip()
+    if cur == des:
+        return True
+    try:
+        return int(cur) == int(des)
+    except ValueError:
+        return False
+
+
+class VmManager:
+    def __init__(self, client, params, check_mode=False, diff_mode=False, warn=None):
+        self.client = client
+        self.p = params
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
+        self.spec = _Spec(params)
+        self.names = self.spec.option_names()
+        self.actions = []
+        self.changes = {}
+        self.tasks = []
+        self.warnings = []
+        self._warn = warn
+        self.timeout = params.get("wait_timeout") or 600
+        self.result = {"changed": False, "name": self.spec.name, "created": False}
+
+    # ------------------------------------------------------------- helpers ---
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def change(self, key, before, after):
+        self.changes[key] = {"before": before, "after": after}
+
+    def run_task(self, method, path, params=None, what="task", timeout=None):
+        res = self.client.run_task(method, path, params, timeout=timeout or self.timeout, what=what, names=self.names)
+        if res is not None:
+            self.tasks.append({"what": what, **res.as_dict()})
+            for line in res.warnings:
+                self.warn(f"{what}: {line}")
+        return res
+
+    def _find(self, resources):
+        vms = [r for r in resources if r.get("type") == "qemu"]
+        spec = self.spec
+        if spec.vmid is not None:
+            match = [r for r in vms if int(r["vmid"]) == spec.vmid]
+            if match:
+                vm = match[0]
+                if vm.get("template"):
+                    raise VmSpecError(f"vmid: {spec.vmid} is a template ({vm.get('name')}), not VM {spec.name}")
+                if vm.get("name") not in (None, spec.name) and not str(vm.get("name", "")).startswith("VM "):
+                    raise VmSpecError(f"vmid: VMID {spec.vmid} belongs to VM {vm.get('name')!r}, not {spec.name!r} "
+                                      "(refusing to take over another VM: fix vmid or name)")
+                return vm
+            other = [r for r in vms if r.get("name") == spec.name and not r.get("template")]
+            if other:
+                raise VmSpecError(f"vmid: VM {spec.name} exists as VMID {other[0]['vmid']}, not {spec.vmid}")
+            return None
+        match = [r for r in vms if r.get("name") == spec.name and not r.get("template")]
+        if len(match) > 1:
+            ids = ", ".join(str(r["vmid"]) for r in match)
+            raise VmSpecError(f"name: {len(match)} VMs are named {spec.name} (VMIDs {ids}); set vmid to pick one")
+        return match[0] if match else None
+
+    def _source(self, resources, node=None):
+        source = str(self.p["clone"]["source"]) if self.p.get("clone") else None
+        if source is None:
+            return None
+        vms = [r for r in resources if r.get("type") == "qemu"]
+        if source.isdigit():
+            match = [r for r in vms if int(r["vmid"]) == int(source)]
+        else:
+            match = [r for r in vms if r.get("name") == source and r.get("template")]
+            if not match:
+                match = [r for r in vms if r.get("name") == source]
+        if not match:
+            templates = sorted(str(r.get("name")) for r in vms if r.get("template"))
+            raise VmSpecError(f"clone.source: no template or VM {source!r} in the cluster (templates: "
+                              f"{', '.join(templates) or 'none'})")
+        if len(match) > 1:
+            # the same template on every node (local storage): take the one on the target node
+            local = [r for r in match if r.get("node") == node]
+            if len(local) == 1:
+                return local[0]
+            raise VmSpecError(f"clone.source: {len(match)} templates are named {source!r} (VMIDs "
+                              f"{', '.join(str(r['vmid']) for r in match)}) and "
+                              f"{'none' if not local else 'several'} on node {node}; give the VMID")
+        return match[0]
+
+    # ------------------------------------------------------------ planning ---
+    def plan_config(self, current, creating=False):
+        """Config keys to send so that ``current`` becomes what the spec says.
+
+        Returns (updates, resizes); records changes for diff/changes output."""
+        spec, p = self.spec, self.p
+        updates = {}
+        resizes = []
+
+        def scalar(key, desired, current_value, equal, send, display=None):
+            if desired is None:
+                return
+            if not equal(current_value, desired):
+                updates[key] = send
+                show = display or (lambda v: v)
+                self.change(key, show(current_value) if current_value is not None else None, show(desired))
+
+        scalar("name", spec.name, current.get("name"), lambda a, b: a == b, spec.name)
+        for key in ("cores", "sockets", "vcpus", "balloon"):
+            value = p.get(key)
+            cur = cfg.pve_int(current.get(key))
+            if cur is None and not creating:
+                cur = PVE_DEFAULTS.get(key)
+            scalar(key, value, cur, lambda a, b: a == b, str(value) if value is not None else None)
+        if spec.memory is not None:
+            cur = cfg.memory_mib(current.get("memory"))
+            if cur is None and not creating:
+                cur = PVE_DEFAULTS["memory"]
+            scalar("memory", spec.memory, cur, lambda a, b: a == b, str(spec.memory))
+        if p.get("cpu_type"):
+            scalar("cpu", p["cpu_type"], cfg.cpu_type(current.get("cpu")), lambda a, b: a == b,
+                   cfg.set_cpu_type(current.get("cpu"), p["cpu_type"]))
+        if p.get("onboot") is not None:
+            cur = cfg.pve_bool(current.get("onboot")) if current.get("onboot") is not None else False
+            scalar("onboot", p["onboot"], cur, lambda a, b: a == b, "1" if p["onboot"] else "0")
+        if p.get("agent") is not None:
+            cur = cfg.agent_enabled(current.get("agent")) if current.get("agent") is not None else False
+            scalar("agent", p["agent"], cur, lambda a, b: a == b, cfg.set_agent_enabled(current.get("agent"), p["agent"]))
+        if spec.tags is not None:
+            cur = cfg.normalise_tags(current.get("tags"))
+            if not cfg.tags_equal(cur, spec.tags):
+                updates["tags"] = ";".join(spec.tags)
+                self.change("tags", cur, spec.tags)
+
+        # NICs: keep the MAC PVE generated unless one is given
+        for i, desired in enumerate(spec.nics):
+            key = f"net{i}"
+            cur_raw = current.get(key)
+            cur = cfg.parse_net(cur_raw) if cur_raw else None
+            merged = cfg.merge_net(cur, desired)
+            if cur is None or not cfg.net_equal(cur, merged):
+                updates[key] = cfg.print_net(merged)
+                self.change(key, cur_raw, cfg.print_net(merged) if merged.get("macaddr") else
+                            cfg.print_net(merged) + " (MAC generated by Proxmox)")
+
+        # disks: grow only
+        for disk in spec.disks:
+            slot = disk["slot"]
+            cur_raw = current.get(slot)
+            label = f"disks[{disk['index']}] ({slot})"
+            if cur_raw is None:
+                storage = disk["storage"] or p.get("storage")
+                if not storage:
+                    raise VmSpecError(f"{label}: a new disk needs a storage (disks[{disk['index']}].storage or storage)")
+                gib = disk["size"] / cfg.GIB
+                new = {"file": f"{storage}:{gib:g}", **disk["options"]}
+                updates[slot] = cfg.print_drive(new)
+                self.change(slot, None, f"{storage}: new {cfg.human_size(disk['size'])} disk")
+                continue
+            if cfg.drive_is_cdrom(cur_raw):
+                raise VmSpecError(f"{label}: slot {slot} of VM {spec.name} holds a CD-ROM/cloud-init drive ({cur_raw})")
+            size = cfg.drive_size(cur_raw)
+            if disk["size"] < size:
+                raise VmSpecError(
+                    f"{label}: disk {slot} of VM {spec.name} is {cfg.human_size(size)}; requested "
+                    f"{cfg.human_size(disk['size'])}: shrinking a disk is not supported (grow only) -- nothing was changed")
+            if disk["size"] > size:
+                resizes.append((slot, disk["size"], size))
+                self.change(f"{slot}.size", cfg.human_size(size), cfg.human_size(disk["size"]))
+            cur_drive = cfg.parse_drive(cur_raw)
+            if disk["storage"] and cur_drive.get("file", "").split(":")[0] != disk["storage"] and not creating:
+                self.warn(f"{label}: disk {slot} is on storage {cur_drive['file'].split(':')[0]}, not "
+                          f"{disk['storage']}; moving disks is not done by this module")
+            opts = {k: v for k, v in disk["options"].items() if cfg.drive_option_value(k, cur_drive.get(k, "")) != v}
+            if opts:
+                merged = dict(cur_drive)
+                merged.update(disk["options"])
+                updates[slot] = cfg.print_drive(merged)
+                shown = dict(merged, size=cfg.format_size(max(disk["size"], size)))
+                self.change(slot, cur_raw, cfg.print_drive(shown))
+
+        # cloud-init
+        if spec.cloud_init is not None:
+            ci = spec.cloud_init
+            if ci.get("user") is not None:
+                scalar("ciuser", ci["user"], current.get("ciuser"), lambda a, b: a == b, ci["user"])
+            if ci.get("password") is not None and (creating or ci.get("password_update") == "always"):
+                updates["cipassword"] = ci["password"]
+                self.change("cipassword", "********" if current.get("cipassword") else None, "********")
+            if spec.ssh_keys is not None:
+                cur = cfg.normalise_ssh_keys(current.get("sshkeys"))
+                if cur != spec.ssh_keys:
+                    updates["sshkeys"] = cfg.encode_ssh_keys(spec.ssh_keys)
+                    self.change("sshkeys", cur or None, spec.ssh_keys)
+            for i, desired in enumerate(spec.ipconfig):
+                if desired is None:
+                    continue
+                key = f"ipconfig{i}"
+                cur = cfg.normalise_ipconfig(current.get(key)) if current.get(key) else None
+                if cur != desired:
+                    updates[key] = cfg.print_ipconfig(desired)
+                    self.change(key, current.get(key), cfg.print_ipconfig(desired))
+            for opt, key in (("nameserver", "nameserver"), ("searchdomain", "searchdomain")):
+                if ci.get(opt) is not None:
+                    desired = cfg.split_list(ci[opt])
+                    cur = cfg.split_list(current.get(key))
+                    if cur != desired:
+                        updates[key] = " ".join(desired)
+                        self.change(key, " ".join(cur) or None, " ".join(desired))
+            if ci.get("type") is not None:
+                scalar("citype", ci["type"], current.get("citype"), lambda a, b: a == b, ci["type"])
+            if ci.get("upgrade") is not None:
+                cur = cfg.pve_bool(current.get("ciupgrade")) if current.get("ciupgrade") is not None else None
+                scalar("ciupgrade", ci["upgrade"], cur, lambda a, b: a == b, "1" if ci["upgrade"] else "0")
+            has_drive = any(cfg.DISK_SLOT_RE.match(k) and cfg.drive_is_cloudinit(v) for k, v in current.items())
+            if not has_drive:
+                slot = spec.ci_slot
+                if current.get(slot):
+                    raise VmSpecError(f"cloud_init.drive_slot: {slot} of VM {spec.name} is in use ({current[slot]}); "
+                                      "pick a free slot for the cloud-init drive")
+                storage = ci.get("storage") or p.get("storage") or self._first_disk_storage(current)
+                if not storage:
+                    raise VmSpecError("cloud_init: the VM has no cloud-init drive and no storage is known for one "
+                                      "(set cloud_init.storage or storage)")
+                updates[slot] = f"{storage}:cloudinit"
+                self.change(slot, None, f"{storage}:cloudinit (cloud-init drive)")
+
+        for key, value in spec.extra.items():
+            scalar(key, value, current.get(key), _same_scalar, value)
+
+        # description: the text is compared; the REF-tag line moves only with a real change
+        text, cur_tag = cfg.split_ref(current.get("description"))
+        desired_text = p.get("description")
+        want_text = text if desired_text is None else desired_text.rstrip()
+        if desired_text is not None and want_text != text:
+            self.change("description", text or None, want_text)
+        text_changed = desired_text is not None and want_text != text
+        new_ref = bool((updates or resizes) and spec.ref_tag and spec.ref_tag != cur_tag)
+        if text_changed or new_ref:
+            new_tag = spec.ref_tag or cur_tag
+            new = cfg.join_ref(want_text, new_tag)
+            if new != (current.get("description") or "").rstrip():
+                updates["description"] = new
+                if spec.ref_tag and spec.ref_tag != cur_tag:
+                    self.change("ref_tag", cur_tag, spec.ref_tag)
+        return updates, resizes
+
+    @staticmethod
+    def _first_disk_storage(conf):
+        for key in sorted(conf):
+            value = conf[key]
+            if cfg.DISK_SLOT_RE.match(key) and not cfg.drive_is_cdrom(value) and ":" in cfg.parse_drive(value)["file"]:
+                return cfg.parse_drive(value)["file"].split(":")[0]
+        return None
+
+    def predicted_clone_config(self, source_conf, vmid):
+        """What PVE's clone produces (qemu-server clone_vm): same config, new MACs, name set,
+        template flag and lock gone, full clones on ``storage``."""
+        conf = {}
+        storage = self.p.get("storage") if self.p["clone"].get("full", True) else None
+        for key, value in source_conf.items():
+            if key in ("template", "lock", "digest", "parent", "snaptime", "vmstate") or key.startswith("unused"):
+                continue
+            if re.match(r"^net\d+$", key):
+                net = cfg.parse_net(value)
+                net.pop("macaddr", None)
+                conf[key] = cfg.print_net(net)
+            elif cfg.DISK_SLOT_RE.match(key) and not cfg.drive_is_cdrom(value):
+                drive = cfg.parse_drive(value)
+                sid = storage or drive["file"].split(":")[0]
+                drive["file"] = f"{sid}:vm-{vmid}-disk-{key}"
+                conf[key] = cfg.print_drive(drive)
+            else:
+                conf[key] = value
+        conf["name"] = self.spec.name
+        return conf
+
+    @staticmethod
+    def _describe(updates, resizes, pool_move, power):
+        actions = []
+        if updates:
+            actions.append("update config: " + ", ".join(sorted(updates)))
+        for slot, new, old in resizes:
+            actions.append(f"resize {slot} {cfg.human_size(old)} -> {cfg.human_size(new)}")
+        if pool_move:
+            actions.append(f"move to pool {pool_move[1]}")
+        if power:
+            actions.append(power)
+        return actions
+
+    def power_action(self, status):
+        state = self.p["state"]
+        if state == "started" and status != "running":
+            return "start"
+        if state == "stopped" and status == "running":
+            return "shutdown"
+        if state == "restarted":
+            return "reboot" if status == "running" else "start"
+        return None
+
+    # ---------------------------------------------------------------- run ---
+    def run(self):
+        client, p = self.client, self.p
+        resources = client.resources("vm")
+        vm = self._find(resources)
+        if p["state"] == "absent":
+            return self._absent(vm)
+        if vm is None:
+            return self._create(resources)
+        return self._update(vm)
+
+    def _finish(self, vmid, node, status, conf=None):
+        res = self.result
+        res.update(vmid=vmid, node=node, status=status, actions=self.actions, changes=self.changes,
+                   tasks=self.tasks)
+        res["changed"] = bool(self.actions)
+        if conf is not None:
+            macs = {}
+            for key, value in conf.items():
+                if re.match(r"^net\d+$", key):
+                    mac = cfg.parse_net(value).get("macaddr")
+                    if mac:
+                        macs[key] = mac
+            res["macs"] = macs
+            addr = cfg.ipconfig_address(conf.get("ipconfig0")) if conf.get("ipconfig0") else None
+            res["ip_address"] = addr
+            res["ref_tag"] = cfg.split_ref(conf.get("description"))[1]
+        if self.diff_mode:
+            res["diff"] = self._diff()
+        return res
+
+    def _diff(self):
+        before, after = {}, {}
+        for key, change in self.changes.items():
+            before[key] = cfg.display_value(key, change["before"])
+            after[key] = cfg.display_value(key, change["after"])
+        return {"before": before, "after": after}
+
+    def _slot(self, node):
+        key = f"{self.p['api_host']}-{node}"
+        limit = self.p.get("node_concurrency") or 0
+        return node_slot(key, limit, timeout=max(self.timeout, 60) * 4)
+
+    # -------------------------------------------------------------- absent ---
+    def _absent(self, vm):
+        if vm is None:
+            return self._finish(None, None, "absent")
+        vmid, node = int(vm["vmid"]), vm["node"]
+        conf = self.client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
+        status = vm.get("status")
+        self.change("state", status, "absent")
+        for key in sorted(k for k in conf if k != "digest"):
+            if MANAGED_KEYS_RE.match(key):
+                self.changes.setdefault(key, {"before": conf[key], "after": None})
+        if status == "running":
+            self.actions.append("stop")
+        self.actions.append("delete")
+        if self.check_mode:
+            return self._finish(vmid, node, status, conf)
+        with self._slot(node):
+            if status == "running":
+                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/stop", {}, what=f"stop of VM {vmid}")
+            params = {"destroy-unreferenced-disks": 1}
+            if self.p.get("purge"):
+                params["purge"] = 1
+            self.run_task("DELETE", f"nodes/{node}/qemu/{vmid}", params, what=f"delete of VM {vmid}")
+        return self._finish(vmid, node, "absent", conf)
+
+    # -------------------------------------------------------------- create ---
+    def _create(self, resources):
+        client, spec, p = self.client, self.spec, self.p
+        node = p.get("node")
+        if not node:
+            raise VmSpecError(f"node: VM {spec.name} does not exist; node is required to create it")
+        nodes = {r.get("node") for r in resources if r.get("node")}
+        source = self._source(resources, node)
+        auto_vmid = spec.vmid is None
+        vmid = spec.vmid if not auto_vmid else client.nextid()
+        if source is not None:
+            src_conf = client.request("GET", f"nodes/{source['node']}/qemu/{source['vmid']}/config")
+            base = self.predicted_clone_config(src_conf, vmid)
+            full = p["clone"].get("full", True)
+            self.actions.append(f"clone {source.get('name') or source['vmid']} ({source['vmid']}) -> {vmid} "
+                                f"({'full' if full else 'linked'})")
+            self.change("vmid", None, vmid)
+        else:
+            base = {}
+            self.actions.append(f"create {vmid}")
+            self.change("vmid", None, vmid)
+        self.result["created"] = True
+        updates, resizes = self.plan_config(base, creating=True)
+        if p.get("pool"):
+            self.change("pool", None, p["pool"])
+        power = self.power_action("stopped")
+        if power:
+            self.change("status", None, "running")
+        self.actions.extend(self._describe(updates if source is not None else {}, resizes, None, power))
+        if self.check_mode:
+            self.result["vmid_predicted"] = auto_vmid
+            if nodes and node not in nodes and source is None:
+                self.warn(f"node {node} is not part of the cluster (nodes: {', '.join(sorted(nodes))})")
+            return self._finish(vmid, node, "absent", None)
+
+        with self._slot(node):
+            for attempt in range(6):
+                try:
+                    if source is not None:
+                        self._clone(source, vmid, node)
+                    else:
+                        self._create_new(vmid, node, updates)
+                    break
+                except ProxmoxError as exc:
+                    if not auto_vmid or attempt == 5 or not ALREADY_EXISTS_RE.search(str(exc.reason or exc.msg)):
+                        raise
+                    time.sleep(random.uniform(0.05, 0.4))  # noqa: S311 - jitter before asking again
+                    vmid = client.nextid()  # another run took that VMID in the meantime
+            conf = client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
+            if source is not None:
+                # the real clone: new MACs and volume names are known now -- plan again on it
+                keep = {k: v for k, v in self.changes.items() if k in ("vmid", "pool", "status")}
+                self.changes = {}
+                updates, resizes = self.plan_config(conf, creating=True)
+                self.changes.update(keep)
+                self.actions = self.actions[:1] + self._describe(updates, resizes, None, power)
+                if updates:
+                    client.request("PUT", f"nodes/{node}/qemu/{vmid}/config", updates, names=self.names)
+                for slot, new, _old in resizes:
+                    self.run_task("PUT", f"nodes/{node}/qemu/{vmid}/resize", {"disk": slot, "size": cfg.format_size(new)},
+                                  what=f"resize of {slot} of VM {vmid}")
+                conf = _applied(conf, updates)
+            status = "stopped"
+            if power:
+                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/start", {}, what=f"start of VM {vmid}")
+                status = "running"
+        self.result["vmid_predicted"] = False
+        return self._finish(vmid, node, status, conf)
+
+    def _clone(self, source, vmid, node):
+        p = self.p
+        full = p["clone"].get("full", True)
+        params = {"newid": vmid, "name": self.spec.name, "full": 1 if full else 0}
+        if full and p.get("storage"):
+            params["storage"] = p["storage"]
+        if p.get("pool"):
+            params["pool"] = p["pool"]
+        if source["node"] != node:
+            params["target"] = node
+        self.run_task("POST", f"nodes/{source['node']}/qemu/{source['vmid']}/clone", params,
+                      what=f"clone of {source.get('name') or source['vmid']} to VM {vmid} ({self.spec.name})")
+        self.actions[0] = re.sub(r"-> \d+", f"-> {vmid}", self.actions[0])
+        self.changes["vmid"] = {"before": None, "after": vmid}
+
+    def _create_new(self, vmid, node, updates):
+        params = dict(DEFAULT_CREATE_CONFIG)
+        params.update(updates)
+        params["vmid"] = vmid
+        if self.p.get("pool"):
+            params["pool"] = self.p["pool"]
+        if self.p.get("storage"):
+            params["storage"] = self.p["storage"]
+        self.run_task("POST", f"nodes/{node}/qemu", params, what=f"create of VM {vmid} ({self.spec.name})")
+        self.actions[0] = f"create {vmid}"
+        self.changes["vmid"] = {"before": None, "after": vmid}
+
+    # -------------------------------------------------------------- update ---
+    def _update(self, vm):
+        client, spec, p = self.client, self.spec, self.p
+        vmid, node, status = int(vm["vmid"]), vm["node"], vm.get("status")
+        if p.get("node") and p["node"] != node:
+            self.warn(f"VM {spec.name} ({vmid}) runs on node {node}, not {p['node']}; migration is not done by this "
+                      "module -- it was managed where it is")
+        conf = client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
+        if conf.get("lock"):
+            self.warn(f"VM {spec.name} ({vmid}) is locked ({conf['lock']}); changes wait for the lock (retried)")
+        updates, resizes = self.plan_config(conf)
+        pool_move = None
+        if p.get("pool") and vm.get("pool") != p["pool"]:
+            pool_move = (vm.get("pool"), p["pool"])
+            self.change("pool", vm.get("pool"), p["pool"])
+        power = self.power_action(status)
+        if power:
+            self.change("status", status, "stopped" if power == "shutdown" else "running")
+        self.actions.extend(self._describe(updates, resizes, pool_move, power))
+        pending = sorted(k for k in updates if status == "running" and not HOTPLUG_RE.match(k))
+        if self.check_mode:
+            if pending and power not in ("reboot",):
+                self.result["pending"] = pending
+                self.warn(f"VM {spec.name} is running: {', '.join(pending)} would apply at its next restart")
+            return self._finish(vmid, node, status, conf)
+        if not self.actions:
+            return self._finish(vmid, node, status, conf)
+        with self._slot(node):
+            if updates:
+                client.request("PUT", f"nodes/{node}/qemu/{vmid}/config", updates, names=self.names)
+            for slot, new, _old in resizes:
+                self.run_task("PUT", f"nodes/{node}/qemu/{vmid}/resize", {"disk": slot, "size": cfg.format_size(new)},
+                              what=f"resize of {slot} of VM {vmid}")
+            if pool_move:
+                old, new = pool_move
+                if old:
+                    client.request("PUT", f"pools/{old}", {"vms": str(vmid), "delete": 1})
+                client.request("PUT", f"pools/{new}", {"vms": str(vmid)})
+            if power == "start":
+                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/start", {}, what=f"start of VM {vmid}")
+                status = "running"
+            elif power == "reboot":
+                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/reboot", {}, what=f"reboot of VM {vmid}")
+            elif power == "shutdown":
+                timeout = p.get("shutdown_timeout") or 120
+                params = {"timeout": timeout}
+                if p.get("force_stop"):
+                    params["forceStop"] = 1
+                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/shutdown", params,
+                              what=f"shutdown of VM {vmid}", timeout=self.timeout + timeout)
+                status = "stopped"
+            if pending and power != "reboot" and status == "running":
+                still = [item["key"] for item in client.request("GET", f"nodes/{node}/qemu/{vmid}/pending")
+                         if "pending" in item or item.get("delete")]
+                if still:
+                    self.result["pending"] = sorted(still)
+                    self.warn(f"VM {spec.name} is running: {', '.join(sorted(still))} apply at its next restart "
+                              "(state: restarted applies them now)")
+            conf = _applied(conf, updates)
+        return self._finish(vmid, node, status, conf)
+
+
+RECORD_INFO_KEYS = {"name", "cluster", "full_clone"}
+RECORD_SCALARS = {"vmid": "vmid", "node": "node", "memory": "memory", "balloon": "balloon", "storage": "storage",
+                  "pool": "pool", "onboot": "onboot", "agent": "agent", "description": "description",
+                  "cpu_type": "cpu_type", "cpu": "cpu_type", "sockets": "sockets", "cores": "cores", "tags": "tags"}
+NIC_KEYS = ("bridge", "vlan", "model", "firewall", "mac", "mtu", "rate", "queues", "link_down")
+
+
+def apply_locus_vm(params):
+    """Fill module options from ``locus_vm``, the NetBox data-model record (docs/netbox.md).
+
+    Options given explicitly win over the record; keys that are null in the record are
+    ignored. Returns warnings for record keys this module does not use."""
+    record = params.get("locus_vm")
+    if not record:
+        return []
+    if not isinstance(record, dict):
+        raise VmSpecError(f"locus_vm: expected a dict (the NetBox locus_vm record), got {type(record).__name__}")
+    warnings = []
+
+    def coerce(where, value, kind):
+        try:
+            if kind is int:
+                return int(value)
+            if kind is bool:
+                return cfg.pve_bool(value)
+        except (TypeError, ValueError):
+            raise VmSpecError(f"{where}: {value!r} is not {'an integer' if kind is int else 'a boolean'}") from None
+        return value
+
+    kinds = {"vmid": int, "memory": int, "balloon": int, "sockets": int, "cores": int, "onboot": bool, "agent": bool}
+
+    def take(option, value, where=None):
+        if value is not None and params.get(option) is None:
+            params[option] = coerce(where or f"locus_vm.{option}", value, kinds.get(option))
+
+    if record.get("name") not in (None, params["name"]):
+        raise VmSpecError(f"locus_vm.name: {record['name']!r} differs from name {params['name']!r}")
+    for key, option in RECORD_SCALARS.items():
+        take(option, record.get(key), f"locus_vm.{key}")
+    if record.get("vcpus") is not None and params.get("cores") is None:
+        sockets = params.get("sockets") or 1
+        params["cores"] = max(1, -(-coerce("locus_vm.vcpus", record["vcpus"], int) // sockets))
+    if record.get("template") is not None and params.get("clone") is None:
+        full = record.get("full_clone")
+        params["clone"] = {"source": str(record["template"]), "full": True if full is None else bool(full)}
+    disk = record.get("disk", record.get("disks"))
+    if disk is not None and params.get("disks") is None:
+        items = disk if isinstance(disk, list) else [disk]
+        params["disks"] = [dict(d) if isinstance(d, dict) else {"size": d} for d in items]
+        for d in params["disks"]:
+            d.setdefault("slot", None)
+            d.setdefault("storage", None)
+            d.setdefault("options", None)
+    network = record.get("network") or []
+    derived_ipconfig = []
+    if network and params.get("nics") is None:
+        nics = []
+        for i, nic in enumerate(network):
+            if not isinstance(nic, dict):
+                raise VmSpecError(f"locus_vm.network[{i}]: expected a dict, got {nic!r}")
+            item = {key: nic.get(key) for key in NIC_KEYS}
+            for key, kind in (("vlan", int), ("mtu", int), ("queues", int), ("firewall", bool), ("link_down", bool)):
+                if item[key] is not None:
+                    item[key] = coerce(f"locus_vm.network[{i}].{key}", item[key], kind)
+            item["mac"] = item["mac"] or nic.get("mac_address")
+            item["bridge"] = item["bridge"] or "vmbr0"
+            item["model"] = item["model"] or "virtio"
+            nics.append(item)
+        params["nics"] = nics
+    for i, nic in enumerate(network):
+        ips = {"ip": nic.get("ipv4"), "gw": nic.get("gateway4"), "ip6": nic.get("ipv6"), "gw6": nic.get("gateway6")}
+        ips = {k: v for k, v in ips.items() if v}
+        if not ips.get("ip") and not ips.get("ip6"):
+            ips = {"ip": "dhcp"} if i == 0 else None
+        derived_ipconfig.append(ips)
+    while derived_ipconfig and derived_ipconfig[-1] is None:
+        derived_ipconfig.pop()
+    ci_record = record.get("cloud_init") or {}
+    if ci_record or any(derived_ipconfig):
+        ci = dict(params.get("cloud_init") or {})
+        mapping = {"user": "user", "password": "password", "ssh_keys": "ssh_keys", "nameserver": "nameserver",
+                   "nameservers": "nameserver", "searchdomain": "searchdomain", "searchdomains": "searchdomain",
+                   "ipconfig": "ipconfig", "upgrade": "upgrade", "type": "type", "storage": "storage",
+                   "drive_slot": "drive_slot"}
+        for key, value in ci_record.items():
+            if key not in mapping:
+                warnings.append(f"locus_vm.cloud_init.{key} is not used by proxmox_vm")
+                continue
+            if value is None or ci.get(mapping[key]) is not None:
+                continue
+            if mapping[key] in ("nameserver", "searchdomain", "ssh_keys") and isinstance(value, str):
+                value = value.split() if mapping[key] != "ssh_keys" else [line for line in value.splitlines() if line]
+            ci[mapping[key]] = value
+        if ci.get("ipconfig") is None and any(derived_ipconfig):
+            ci["ipconfig"] = derived_ipconfig
+        ci.setdefault("password_update", "on_create")
+        ci.setdefault("drive_slot", "ide2")
+        params["cloud_init"] = ci
+    used = set(RECORD_SCALARS) | RECORD_INFO_KEYS | {"vcpus", "template", "disk", "disks", "network", "cloud_init"}
+    for key in sorted(set(record) - used):
+        warnings.append(f"locus_vm.{key} is not used by proxmox_vm")
+    return warnings
+
+
+def run(client, params, check_mode=False, diff_mode=False):
+    """Entry point for the module: ``(result, warnings)``; raises VmSpecError/ProxmoxError.
+
+    A raised error carries ``partial`` (actions planned, tasks that ran) so the module can
+    tell the user what already happened."""
+    params = dict(params)
+    record_warnings = apply_locus_vm(params)
+    manager = VmManager(client, params, check_mode=check_mode, diff_mode=diff_mode)
+    manager.warnings.extend(record_warnings)
+    try:
+        result = manager.run()
+    except ProxmoxError as exc:
+        exc.partial = {"actions": manager.actions, "tasks": manager.tasks, "changed": bool(manager.tasks),
+                       "warnings": manager.warnings}
+        raise
+    result["api_requests"] = client.requests
+    if client.retried:
+        result["retries"] = client.retried
+    return result, manager.warnings
