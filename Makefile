@@ -22,7 +22,7 @@ APT_PACKAGES := python3 python3-venv python3-dev git rsync sqlite3 ca-certificat
 	debootstrap systemd-container iptables iproute2 openssh-client apt-cacher-ng \
 	shellcheck
 
-.PHONY: help setup apt venv demo test lint unit sanity clean distclean
+.PHONY: help setup apt venv llama-wheel demo test lint unit sanity molecule clean distclean
 
 help:
 	@echo "make demo   - set up everything, then run the demo on the embedded defaults"
@@ -43,12 +43,39 @@ apt:
 
 venv: $(VENV)/.locus-stamp
 
+# Embedded LLM runtime (the agents' offline default). llama-cpp-python is published as an
+# sdist only (5-10 min of C++ on 2 cores) and this network strips HTTP cache headers, so uv's
+# own cache rebuilds it every time: requirements.lock leaves it out and its wheel is built once
+# per machine from the hash-pinned sdist into $(LOCUS_CACHE_DIR)/wheels, keyed by version,
+# architecture and flags. AMX is left out: llama.cpp's AMX kernels crash on this machine kind
+# (segfault in the first batch on Q4_1 weights; ggml-org/llama.cpp#20824). The version must match
+# the `embedded` extra in pyproject.toml (tests/unit/test_agent_rules.py checks).
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP_SHA256 := 832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+LLAMA_CPP_ARCH := $(shell uname -m)
+LLAMA_CPP_CFLAGS := $(if $(filter x86_64,$(LLAMA_CPP_ARCH)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16,)
+LLAMA_CPP_WHEELS := $(LOCUS_CACHE_DIR)/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(LLAMA_CPP_ARCH)-noamx
+
+llama-wheel:
+	@if ! ls $(LLAMA_CPP_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+	    echo "building llama-cpp-python $(LLAMA_CPP_VERSION) once for this machine (5-10 min)"; \
+	    tmp=$$(mktemp -d $(LOCUS_CACHE_DIR)/wheels/.llama-build.XXXXXX); \
+	    echo "llama-cpp-python==$(LLAMA_CPP_VERSION) --hash=sha256:$(LLAMA_CPP_SHA256)" > $$tmp/requirements.txt; \
+	    CMAKE_ARGS="-DCMAKE_C_FLAGS='$(LLAMA_CPP_CFLAGS)' -DCMAKE_CXX_FLAGS='$(LLAMA_CPP_CFLAGS)'" \
+	    CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel -q --no-deps --require-hashes \
+	        -r $$tmp/requirements.txt -w $$tmp/out; \
+	    mkdir -p $(LLAMA_CPP_WHEELS) && mv $$tmp/out/*.whl $(LLAMA_CPP_WHEELS)/ && rm -rf $$tmp; \
+	fi
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-index --find-links $(LLAMA_CPP_WHEELS) \
+	    llama-cpp-python==$(LLAMA_CPP_VERSION)
+
 $(VENV)/.locus-stamp: requirements.lock pyproject.toml
 	@mkdir -p $(LOCUS_CACHE_DIR)
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@[ -x $(BIN)/uv ] || $(BIN)/python -m pip install -q uv==0.13.8
 	$(BIN)/uv pip sync -q --native-tls --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --native-tls --python $(BIN)/python --no-deps .
+	@mkdir -p $(LOCUS_CACHE_DIR)/wheels && $(MAKE) --no-print-directory llama-wheel
 	@# This checkout *is* ansible_collections.locus.infra: link it where Ansible and
 	@# Python (via a .pth file) look for collections.
 	@mkdir -p $(COLLECTION_ROOT)/ansible_collections/locus
@@ -60,7 +87,7 @@ demo: setup
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
 test: setup
-	$(MAKE) --no-print-directory lint unit sanity
+	$(MAKE) --no-print-directory lint unit sanity molecule
 
 lint:
 	$(BIN)/ruff check plugins tests bench
@@ -71,6 +98,14 @@ unit:
 
 sanity:
 	tests/sanity.sh
+
+# Molecule scenarios (molecule/*/) on one shared lab (molecule/default creates and destroys
+# it); the lab is torn down at the end even when a scenario fails.
+molecule:
+	@status=0; export LOCUS_STATE_DIR=$$(mktemp -d) MOLECULE_GLOB='molecule/*/molecule.yml'; \
+	$(BIN)/molecule reset -s default > /dev/null 2>&1 && $(BIN)/molecule test --all --no-command-borders || status=$$?; \
+	$(BIN)/ansible-playbook -i inventory/lab playbooks/lab_down.yml > /dev/null || status=$$((status ? status : 1)); \
+	rm -rf "$$LOCUS_STATE_DIR"; exit $$status
 
 clean:
 	rm -rf tests/output .pytest_cache
