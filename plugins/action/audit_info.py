@@ -10,6 +10,7 @@ from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAc
 
 
 class ActionModule(LocusAction):
+    READ_ONLY = True  # reads the audit trail
     ARGUMENT_SPEC = {
         "tag": {"type": "str"},
         "job": {"type": "str"},

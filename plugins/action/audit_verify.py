@@ -10,6 +10,7 @@ from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAc
 
 
 class ActionModule(LocusAction):
+    READ_ONLY = True  # reads the audit trail
     ARGUMENT_SPEC = {
         "head": {"type": "raw"},
         "fail_on_problem": {"type": "bool", "default": True},

@@ -10,6 +10,7 @@ from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAc
 
 
 class ActionModule(LocusAction):
+    READ_ONLY = True  # bookkeeping: a REF-tag and its record are allowed while halted
     ARGUMENT_SPEC = {
         "action": {"type": "str", "required": True},
         "subject": {"type": "str"},

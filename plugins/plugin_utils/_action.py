@@ -4,16 +4,23 @@
 
 Private API of the collection (may change without notice).
 One place for: argument validation against the module file's spec, opening the state
-store (task option, then environment), the loud warning for AWX + SQLite, and turning
-store errors into a failed task that says what and where.
+store (task option, then environment), the loud warning for AWX + SQLite, the emergency
+halt check, and turning store errors into a failed task that says what and where.
+
+Emergency halt: every plugin that changes anything or spends tokens fails at once while
+the halt is set (``locus halt``), with the HALT tag and reason. A plugin says it is exempt
+by setting ``READ_ONLY = True`` (it only reads, or keeps the audit trail's books). Plain
+modules that change things on the controller get the same check through a thin action
+plugin deriving from :class:`HaltGuardedModule`.
 """
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+from ansible.utils.vars import merge_hash
 
-from ansible_collections.locus.infra.plugins.module_utils import _store
+from ansible_collections.locus.infra.plugins.module_utils import _guard, _store
 
 display = Display()
 
@@ -31,11 +38,27 @@ class LocusActionError(Exception):
         self.result = result
 
 
+def halt_failure(store):
+    """The failed-task result while the emergency halt is set, else None."""
+    try:
+        _guard.check_halt(store)
+    except _guard.Halted as exc:
+        state = exc.state
+        return {"failed": True, "msg": str(exc), "halted": True, "halt_ref_tag": state["tag"], "halt_reason": state["reason"]}
+    return None
+
+
 class LocusAction(ActionBase):
-    """Subclasses set ``ARGUMENT_SPEC`` and implement ``run_locus(args, task_vars, store)``."""
+    """Subclasses set ``ARGUMENT_SPEC`` and implement ``run_locus(args, task_vars, store)``.
+
+    ``READ_ONLY``: False (the default) for plugins that change anything or spend tokens:
+    they refuse to run while the emergency halt is set. True only for plugins that read or
+    keep the books (REF-tags, audit verification, the guard's own decisions).
+    """
 
     TRANSFERS_FILES = False
     _requires_connection = False
+    READ_ONLY = False
     ARGUMENT_SPEC = {}
     MUTUALLY_EXCLUSIVE = ()
     REQUIRED_IF = ()
@@ -55,6 +78,10 @@ class LocusAction(ActionBase):
             warning = _store.ephemeral_warning(store, task_vars)
             if warning:
                 display.warning(warning)
+            halted = None if self.READ_ONLY else halt_failure(store)
+            if halted:
+                result.update(halted)
+                return result
             result.update(self.run_locus(args, task_vars, store))
         except _store.StoreError as exc:
             result.update(failed=True, msg=str(exc))
@@ -69,3 +96,38 @@ class LocusAction(ActionBase):
 
     def run_locus(self, args, task_vars, store):
         raise NotImplementedError
+
+
+class HaltGuardedModule(ActionBase):
+    """Runs the module of the same name after the emergency halt check (e.g. proxmox_vm).
+
+    The store comes from the controller's environment (``LOCUS_STATE_URL`` /
+    ``LOCUS_STATE_DIR``); a store that cannot be opened fails the task, since the halt
+    cannot be ruled out.
+    """
+
+    _supports_check_mode = True
+    _supports_async = True
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        del tmp
+        store = None
+        try:
+            store = _store.open_store()
+            halted = halt_failure(store)
+        except _store.StoreError as exc:
+            halted = {"failed": True, "msg": f"cannot check the emergency halt: {exc}"}
+        finally:
+            if store is not None:
+                store.close()
+        if halted:
+            result.update(halted)
+            result["changed"] = False
+            return result
+        wrap_async = self._task.async_val and not self._connection.has_native_async
+        result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
+        if not wrap_async:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result

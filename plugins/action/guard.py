@@ -1,0 +1,122 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for locus.infra.guard (documentation in plugins/modules/guard.py)."""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.locus.infra.plugins.module_utils import _approval, _guard, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils import _run
+from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+
+AWX_VARS = ("awx_job_id", "awx_workflow_job_id", "awx_user_name", "awx_job_template_name", "awx_execution_node")
+TOKEN_VAR = "locus_approval_token"  # noqa: S105 - a variable name
+
+
+class ActionModule(LocusAction):
+    # The guard is the halt machinery itself and only records decisions: it keeps working
+    # while halted (and then denies every change).
+    READ_ONLY = True
+    ARGUMENT_SPEC = {
+        "mode": {"type": "str", "default": "decide", "choices": ["decide", "halt_check", "status", "halt", "resume"]},
+        "operation": {"type": "dict"},
+        "resources": {"type": "raw"},
+        "review": {"type": "raw"},
+        "policy": {"type": "path"},
+        "approval_token": {"type": "str", "no_log": True},
+        "approval_ref": {"type": "str"},
+        "approval_answer": {"type": "str"},
+        "approval_key": {"type": "str", "no_log": True},
+        "reason": {"type": "str"},
+        "enforce": {"type": "bool", "default": True},
+        "review_context_chars": {"type": "int", "default": 6000},
+        "accept_approval": {"type": "bool", "default": True},
+    }
+    REQUIRED_IF = (("mode", "decide", ("operation",)), ("mode", "halt", ("reason",)))
+
+    def run_locus(self, args, task_vars, store):
+        mode = args["mode"]
+        context = self._context(task_vars)
+        check_mode = bool(self._task.check_mode)
+        try:
+            if mode in ("halt_check", "status"):
+                state = _guard.halt_state(store)
+                out = {"halted": state["halted"], "halt": state}
+                if mode == "halt_check" and state["halted"]:
+                    raise LocusActionError(_guard.halt_message(state), halted=True, halt=state, halt_ref_tag=state["tag"],
+                                           halt_reason=state["reason"])
+                out["msg"] = _guard.halt_message(state) if state["halted"] else "locus.infra is not halted"
+                return out
+            if mode == "halt":
+                return _guard.halt(store, args["reason"], context["user"], "locus.infra.guard", self._extra(context), check_mode)
+            policy = _policy.load_policy(args.get("policy"), task_vars)
+            if mode == "resume":
+                token = self._token(args, task_vars)
+                if not token:
+                    raise LocusActionError("mode=resume needs approval_token (from `locus approve <HALT tag>`)")
+                return _guard.resume(store, policy, self._key(args), token, context["user"], "locus.infra.guard",
+                                     self._extra(context), check_mode)
+            return self._decide(args, task_vars, store, policy, context, check_mode)
+        except _policy.PolicyError as exc:
+            raise LocusActionError(str(exc)) from exc
+        except (_guard.GuardError, _approval.ApprovalError) as exc:
+            raise LocusActionError(str(exc)) from exc
+        except _guard.Refused as exc:
+            raise LocusActionError(exc.reason, approval_tag=exc.tag, halted=True) from exc
+
+    def _decide(self, args, task_vars, store, policy, context, check_mode):
+        approval = None
+        if args["accept_approval"]:
+            approval = {"token": self._token(args, task_vars), "ref": args.get("approval_ref"), "answer": args.get("approval_answer")}
+            if approval["answer"] is not None:
+                approval["approver"] = context["user"]
+        result = _guard.decide(
+            store, policy, args["operation"], resources=args.get("resources"), reviews=args.get("review"),
+            approval=approval, context=self._extra(context), check_mode=check_mode,
+            key_loader=lambda: self._key(args), context_chars=args["review_context_chars"],
+        )
+        result["msg"] = _summary(result)
+        if args["enforce"] and result["decision"] != "allow":
+            raise LocusActionError(result["msg"], **result)
+        return result
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _token(args, task_vars):
+        return args.get("approval_token") or task_vars.get(TOKEN_VAR) or os.environ.get(_approval.TOKEN_ENV) or None
+
+    @staticmethod
+    def _key(args):
+        return _approval.load_key(key=args.get("approval_key"), state_dir=args.get("state_dir"))
+
+    def _context(self, task_vars):
+        awx = {k: task_vars[k] for k in AWX_VARS if task_vars.get(k) not in (None, "")}
+        return {"job": _run.run_id(), "user": _approval.current_user(task_vars), "awx": awx}
+
+    @staticmethod
+    def _extra(context):
+        out = {"job": context["job"], "user": context["user"]}
+        if context["awx"]:
+            out["awx"] = context["awx"]
+        return out
+
+
+def _summary(result):
+    head = f"guard {result['ref_tag']}: {result['decision']} (risk {result['risk']}"
+    if result.get("agent_risk"):
+        head += f"; facts {result['deterministic_risk']}, AI {result['agent_risk']}"
+    head += f") - {'; '.join(result['reasons'])}"
+    lines = [head]
+    for f in result["findings"][:10]:
+        ev = f.get("evidence") or {}
+        where = ", ".join(str(ev[k]) for k in ("host", "file", "line") if ev.get(k))
+        lines.append(f"  [{f['risk']}] {f['rule']}: {f['message']}" + (f" ({where})" if where else ""))
+    if len(result["findings"]) > 10:
+        lines.append(f"  ... and {len(result['findings']) - 10} more findings")
+    if result.get("approval_refused"):
+        lines.append(f"  approval refused: {result['approval_refused']['reason']}")
+    if result.get("approve_command"):
+        lines.append(f"  to approve: {result['approve_command']}, then re-run with the token (approval_token, "
+                     f"{TOKEN_VAR} or ${_approval.TOKEN_ENV})")
+    return "\n".join(lines)

@@ -1,0 +1,591 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The guard: risk decisions, human approvals and the emergency halt.
+
+Private API of the collection (may change without notice).
+
+Facts first, model second: the deterministic analysers (:mod:`_guard_rules`) set a floor
+on the risk; AI reviews may raise it, never lower it. The policy says what each risk level
+needs (nothing, a human, or a refusal). Decisions are VALIDATE records, approvals and
+refusals APPROVAL records, halts and resumes HALT records, all in the audit trail.
+
+The emergency halt is one row in the state store (``locus_guard_halt``): every plugin that
+changes something or spends tokens calls :func:`check_halt` first and fails with the HALT
+tag and reason. Each halt increments the halt epoch; approvals carry the epoch they were
+given in, so none given before a halt is honoured after it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import time
+
+from ansible_collections.locus.infra.plugins.module_utils import _approval, _audit, _guard_rules, _policy, _redact, _refs
+
+DECISIONS = ("allow", "needs_approval", "deny")
+MAX_RECORDED_FINDINGS = 50
+OPERATION_KEYS = {"what", "where", "changes", "diff", "changes_file"}
+
+
+class GuardError(Exception):
+    """Bad input to the guard: the message names what and where."""
+
+
+class Halted(Exception):
+    """locus.infra is halted; ``state`` holds the HALT tag, reason and since."""
+
+    def __init__(self, state):
+        super().__init__(halt_message(state))
+        self.state = state
+
+
+class Refused(Exception):
+    """An approval was refused (and recorded as such under ``tag``)."""
+
+    def __init__(self, reason, tag=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.tag = tag
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _ts(now=None):
+    return (now or _now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def level_index(level):
+    return _policy.LEVELS.index(level)
+
+
+def max_level(*levels):
+    known = [lvl for lvl in levels if lvl]
+    return max(known, key=level_index) if known else _policy.LEVELS[0]
+
+
+# ------------------------------------------------------------------ halt ---------------------
+_HALT_COLUMNS = "halted, tag, reason, since, by_user, epoch"
+
+
+def _halt_row(row):
+    halted, tag, reason, since, by_user, epoch = row
+    return {"halted": bool(halted), "tag": tag, "reason": reason, "since": since, "by": by_user, "epoch": int(epoch)}
+
+
+def halt_state(store, tx=None):
+    """``{halted, tag, reason, since, by, epoch}`` of the store's emergency halt."""
+    query = tx.query if tx is not None else store.query
+    rows = query(f"SELECT {_HALT_COLUMNS} FROM locus_guard_halt WHERE id = 1")  # noqa: S608 - constant columns
+    return _halt_row(rows[0])
+
+
+def halt_message(state):
+    return (
+        f"locus.infra is HALTED by {state['tag']} since {state['since']} ({state['by']}): {state['reason']}. "
+        f"Plugins that change anything or spend tokens refuse to run until a human resumes: "
+        f"`locus approve {state['tag']}` then `locus resume --token …`."
+    )
+
+
+def check_halt(store):
+    """Raise :class:`Halted` when the emergency halt is set."""
+    state = halt_state(store)
+    if state["halted"]:
+        raise Halted(state)
+    return state
+
+
+def halt(store, reason, user, via, context=None, check_mode=False):
+    """Set the emergency halt (a HALT record). Halting while halted changes nothing."""
+    reason = _redact.redact_text(" ".join(str(reason or "").split()))
+    if not reason:
+        raise GuardError("an emergency halt needs a reason")
+    with store.transaction() as tx:
+        state = halt_state(store, tx)
+        if state["halted"]:
+            return {"changed": False, "halted": True, "halt": state,
+                    "msg": f"already halted by {state['tag']} since {state['since']}: {state['reason']}"}
+        if check_mode:
+            return {"changed": True, "halted": False, "halt": state, "msg": f"would halt locus.infra: {reason}"}
+        epoch = state["epoch"] + 1
+        since = _ts()
+        tag = tx.record("HALT", f"emergency halt: {reason}", {
+            "event": "halt", "reason": reason, "user": user, "via": via, "epoch": epoch, **(context or {}),
+        })
+        tx.execute(
+            "UPDATE locus_guard_halt SET halted = 1, tag = ?, reason = ?, since = ?, by_user = ?, epoch = ? WHERE id = 1",
+            (tag, reason, since, user, epoch),
+        )
+    state = {"halted": True, "tag": tag, "reason": reason, "since": since, "by": user, "epoch": epoch}
+    return {"changed": True, "halted": True, "halt": state, "ref_tag": tag, "msg": f"HALTED by {tag}: {reason}"}
+
+
+def resume(store, policy, key, token, user, via, context=None, check_mode=False, now=None):
+    """Clear the halt with a valid resume token. Raises :class:`Refused` (recorded) otherwise."""
+    state = halt_state(store)
+    if not state["halted"]:
+        return {"changed": False, "halted": False, "halt": state, "msg": "locus.infra is not halted; nothing to resume"}
+    fp = _approval.fingerprint(token)
+    payload, reason = None, None
+    try:
+        payload = _approval.verify(token, key, now=now)
+    except _approval.TokenRefused as exc:
+        reason, payload = exc.reason, exc.payload
+    with store.transaction() as tx:
+        state = halt_state(store, tx)
+        if not state["halted"]:
+            return {"changed": False, "halted": False, "halt": state, "msg": "locus.infra is not halted; nothing to resume"}
+        if reason is None:
+            reason = _resume_problem(tx, policy, payload, state)
+        if reason is None:
+            reason = _used_problem(tx, payload["ref"])
+        base = {"ref": payload.get("ref") if payload else None, "approver": payload.get("approver") if payload else None,
+                "fingerprint": fp, "kind": "resume", "via": via, "user": user, **(context or {})}
+        if reason is not None:
+            if check_mode:
+                return {"changed": False, "failed": True, "halted": True, "halt": state, "msg": f"resume token refused: {reason}"}
+            refusal = tx.record("APPROVAL", f"resume of {state['tag']} refused", {"event": "refused", "reason": reason, **base})
+        elif check_mode:
+            return {"changed": True, "halted": True, "halt": state, "msg": f"would resume from {state['tag']}"}
+        else:
+            approval_tag = tx.record("APPROVAL", f"resume of {state['tag']} approved by {payload['approver']}",
+                                     {"event": "accepted", "halt": state["tag"], **base})
+            tx.execute(
+                "INSERT INTO locus_guard_approval_used (ref, used_at, approval_tag, method) VALUES (?, ?, ?, ?)",
+                (payload["ref"], _ts(), approval_tag, "resume"),
+            )
+            resume_tag = tx.record("HALT", f"resume from {state['tag']}", {
+                "event": "resume", "halt": state["tag"], "approval": approval_tag, "approver": payload["approver"],
+                "user": user, "via": via, "epoch": state["epoch"], **(context or {}),
+            })
+            tx.execute("UPDATE locus_guard_halt SET halted = 0 WHERE id = 1")
+    if reason is not None:
+        raise Refused(f"resume token refused: {reason}", refusal)
+    state = dict(state, halted=False)
+    return {"changed": True, "halted": False, "halt": state, "ref_tag": resume_tag, "approval_tag": approval_tag,
+            "msg": f"resumed from {state['tag']} by {resume_tag} (approval {approval_tag} by {payload['approver']})"}
+
+
+def _resume_problem(tx, policy, payload, state):
+    if payload.get("kind") != "resume":
+        return f"this token approves the change {payload.get('ref')}, not a resume"
+    if payload.get("ref") != state["tag"]:
+        return f"this token is for {payload.get('ref')}, but the current halt is {state['tag']}"
+    digest = _record_hash(tx, state["tag"])
+    if payload.get("digest") != digest:
+        return f"this token does not match the halt record {state['tag']}"
+    if int(payload.get("epoch", -1)) != state["epoch"]:
+        return "this token was issued for an earlier halt"
+    if not policy.may_approve(payload.get("approver")):
+        return f"{payload.get('approver')!r} may not approve (policy approval.approvers: {', '.join(policy.approvers)})"
+    return None
+
+
+def _record_hash(tx, tag):
+    rows = tx.query("SELECT hash FROM locus_audit WHERE tag = ?", (tag,))
+    return rows[0][0] if rows else None
+
+
+def _used_problem(tx, ref):
+    rows = tx.query("SELECT used_at, approval_tag FROM locus_guard_approval_used WHERE ref = ?", (ref,))
+    if rows:
+        return f"the approval of {ref} was already used at {rows[0][0]} ({rows[0][1]}); review again for a new approval"
+    return None
+
+
+# ------------------------------------------------------------------ approve (issue) ----------
+def approve(store, policy, key, ref, approver, via="cli", lifetime=None, context=None, now=None):
+    """Issue a token approving the decision or HALT ``ref``; record it. :class:`Refused` otherwise."""
+    try:
+        action, _day, _seq = _refs.parse_tag(ref)
+    except _refs.RefTagError as exc:
+        raise GuardError(str(exc)) from exc
+    base = {"ref": ref, "approver": approver, "via": via, **(context or {})}
+    problem, info = None, {}
+    with store.transaction() as tx:
+        state = halt_state(store, tx)
+        rows = tx.query("SELECT data, hash FROM locus_audit WHERE tag = ?", (ref,))
+        if not rows:
+            problem = f"no audit record with tag {ref}"
+        elif action == "HALT":
+            info = {"kind": "resume", "digest": rows[0][1], "subject": f"resume from the emergency halt {ref}"}
+            if not state["halted"]:
+                problem = "locus.infra is not halted; there is nothing to resume"
+            elif state["tag"] != ref:
+                problem = f"{ref} is not the current halt (that is {state['tag']})"
+        elif action == "VALIDATE":
+            data = _json(rows[0][0])
+            info = {"kind": "change", "digest": data.get("digest"), "subject": data.get("what"), "data": data}
+            problem = _approvable_problem(data, state)
+        else:
+            problem = f"{ref} is a {action} record; only guard decisions (VALIDATE) and halts (HALT) are approved"
+        if problem is None and not policy.may_approve(approver):
+            problem = f"{approver!r} may not approve (policy {policy.source} approval.approvers: {', '.join(policy.approvers)})"
+        if problem is None:
+            problem = _used_problem(tx, ref)
+        if problem is not None:
+            tag = tx.record("APPROVAL", f"approval of {ref} refused", {"event": "refused", "reason": problem, **base})
+        else:
+            seconds = min(policy.lifetime, lifetime or policy.lifetime)
+            token = _approval.issue(key, ref, info["digest"], approver, state["epoch"], seconds, kind=info["kind"], now=now)
+            payload = _approval.decode(token)
+            tag = tx.record("APPROVAL", f"approval of {ref} issued to {approver}", {
+                "event": "issued", "kind": info["kind"], "digest": info["digest"], "expires": _approval.iso(payload["exp"]),
+                "lifetime_s": seconds, "epoch": state["epoch"], "key_id": payload["kid"],
+                "fingerprint": _approval.fingerprint(token), **base,
+            })
+    if problem is not None:
+        raise Refused(problem, tag)
+    return {"token": token, "approval_tag": tag, "ref": ref, "kind": info["kind"], "expires": _approval.iso(payload["exp"]),
+            "approver": approver, "subject": info.get("subject"), "decision": info.get("data")}
+
+
+def _approvable_problem(data, state):
+    if data.get("guard") != "decision":
+        return "this VALIDATE record is not a guard decision"
+    if state["halted"]:
+        return f"locus.infra is halted by {state['tag']}; approve the halt to resume first, then review again"
+    if data.get("decision") == "deny":
+        return f"the guard denied this change ({'; '.join(data.get('reasons') or [])}); it cannot be approved"
+    if data.get("decision") != "needs_approval":
+        return f"this decision is {data.get('decision')!r}; only decisions that need approval are approved"
+    if int(data.get("epoch", -1)) != state["epoch"]:
+        return "this decision was made before the last emergency halt; review the change again"
+    return None
+
+
+def _json(text):
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# ------------------------------------------------------------------ operation ----------------
+def load_changes_file(path):
+    """The changes callback's file: ``(changes, complete, meta)``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as exc:
+        raise GuardError(f"operation.changes_file {path}: cannot read it: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise GuardError(f"operation.changes_file {path}: not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("changes"), list):
+        raise GuardError(f"operation.changes_file {path}: not a locus.infra.changes file (no changes list)")
+    meta = {k: doc.get(k) for k in ("playbook", "job", "check_mode", "diff_mode", "complete", "stats")}
+    return doc["changes"], bool(doc.get("complete", False)), meta
+
+
+def normalise_operation(operation, default_host="localhost"):
+    """``(what, where, changes, extra_findings, meta)`` from the guard's ``operation`` option."""
+    if not isinstance(operation, dict):
+        raise GuardError(f"operation must be a mapping (what, where, changes/diff/changes_file), got {type(operation).__name__}")
+    unknown = sorted(set(operation) - OPERATION_KEYS)
+    if unknown:
+        raise GuardError(f"operation: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(OPERATION_KEYS))})")
+    what = str(operation.get("what") or "").strip()
+    if not what:
+        raise GuardError("operation.what is required: say what the change does")
+    where = operation.get("where")
+    where = ", ".join(str(w) for w in where) if isinstance(where, list) else str(where or default_host)
+    changes = operation.get("changes") or []
+    if not isinstance(changes, list):
+        raise GuardError(f"operation.changes must be a list of planned changes, got {type(changes).__name__}")
+    diff = operation.get("diff")
+    if diff is not None and not isinstance(diff, str):
+        raise GuardError("operation.diff must be a unified diff as text")
+    extra, meta = [], {}
+    if operation.get("changes_file"):
+        file_changes, complete, meta = load_changes_file(operation["changes_file"])
+        changes = list(changes) + file_changes
+        if not complete:
+            extra.append({"rule": "check_failed", "message": "the check run did not complete; the prediction is partial",
+                          "evidence": {"changes_file": str(operation["changes_file"])}})
+    try:
+        norm = _guard_rules.normalise(changes, diff, default_host=where)
+    except ValueError as exc:
+        raise GuardError(f"operation.{exc}") from exc
+    return what, where, norm, extra, meta
+
+
+def change_digest(what, where, changes):
+    """SHA-256 over the change as reviewed: what, where and every change with its diffs."""
+    items = []
+    for c in changes:
+        items.append({
+            "host": c["host"], "task": c["task"], "task_path": c["task_path"], "action": c["action"], "args": c["args"],
+            "status": c["status"], "files": [{"path": f["path"], "before": f["before"], "after": f["after"]} for f in c["files"]],
+        })
+    items.sort(key=lambda i: (i["task_path"], i["task"], i["host"], _audit.canonical_json(i)))
+    body = _audit.canonical_json({"what": what, "where": where, "changes": items})
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def normalise_reviews(reviews):
+    """AI reviews (the review itself, or a registered locus.infra.agent result) validated."""
+    if reviews is None:
+        return []
+    if isinstance(reviews, dict):
+        reviews = [reviews]
+    if not isinstance(reviews, list):
+        raise GuardError("review must be a review mapping or a list of them")
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_policy.review_schema())
+    out = []
+    for n, r in enumerate(reviews):
+        where = f"review[{n}]"
+        if not isinstance(r, dict):
+            raise GuardError(f"{where} must be a mapping (risk, findings, recommendation), got {type(r).__name__}")
+        role = r.get("role") or r.get("agent") or (r.get("item") if isinstance(r.get("item"), str) else None)
+        meta = {"role": role or f"reviewer {n + 1}", "ref_tag": r.get("ref_tag")}
+        task_result = any(k in r for k in ("changed", "failed", "skipped", "invocation", "ansible_loop_var"))
+        if r.get("failed") or r.get("skipped") or (task_result and not isinstance(r.get("output"), dict)):
+            out.append({**meta, "status": "unavailable", "msg": _redact.redact_text(str(r.get("msg") or "the review failed"))[:300]})
+            continue
+        body = r.get("output") if isinstance(r.get("output"), dict) else r
+        body = {k: body[k] for k in ("risk", "findings", "recommendation") if k in body}
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
+        if errors:
+            e = errors[0]
+            path = ".".join(str(p) for p in e.absolute_path)
+            raise GuardError(f"{where}{'.' + path if path else ''}: {e.message}")
+        out.append({**meta, "status": "ok", **body})
+    return out
+
+
+def evaluate(policy, changes, resources=None, reviews=(), extra_findings=()):
+    """Findings and risks (no side effects): the deterministic floor, then the AI reviews."""
+    try:
+        raw = list(extra_findings) + _guard_rules.analyse_changes(changes, policy.data["analysers"])
+        raw += _guard_rules.analyse_resources(resources, policy.halt_threshold, policy.warn_threshold)
+    except ValueError as exc:
+        raise GuardError(str(exc)) from exc
+    findings = [{**f, "risk": policy.rule_risk(f["rule"]), "source": "deterministic"} for f in raw]
+    det_risk = max_level(*(f["risk"] for f in findings))
+    agent_findings, agent_levels = [], []
+    for r in reviews:
+        if r["status"] != "ok":
+            continue
+        agent_levels.append(r["risk"])
+        for text in r.get("findings") or []:
+            agent_findings.append({"rule": f"agent:{r['role']}", "risk": r["risk"], "source": f"agent:{r['role']}",
+                                   "message": _redact.redact_text(str(text))[:300], "evidence": {"ref_tag": r.get("ref_tag")}})
+        if r.get("recommendation") == "reject":
+            level = policy.rule_risk("agent_reject")
+            agent_levels.append(level)
+            agent_findings.append({"rule": "agent_reject", "risk": level, "source": f"agent:{r['role']}",
+                                   "message": f"{r['role']} recommends rejecting the change",
+                                   "evidence": {"ref_tag": r.get("ref_tag")}})
+    agent_risk = max_level(*agent_levels) if agent_levels else None
+    risk = max_level(det_risk, agent_risk)  # an agent can raise the risk, never lower it
+    return {"findings": findings + agent_findings, "deterministic_risk": det_risk, "agent_risk": agent_risk, "risk": risk}
+
+
+# ------------------------------------------------------------------ decide -------------------
+def decide(store, policy, operation, resources=None, reviews=None, approval=None, context=None, check_mode=False,
+           key_loader=None, now=None, context_chars=6000):
+    """Evaluate ``operation``, apply the policy and any approval, record the decision.
+
+    ``approval``: ``{token}`` (signed token), ``{ref, answer, approver}`` (typed at a prompt in
+    this run) or ``{ref, awx_workflow_job_id}`` (AWX workflow approval node). ``context``:
+    job, user, check mode, AWX variables. ``key_loader()`` returns the approval key.
+    """
+    context = dict(context or {})
+    what, where, changes, extra, meta = normalise_operation(operation)
+    reviews = normalise_reviews(reviews)
+    ev = evaluate(policy, changes, resources, reviews, extra)
+    digest = change_digest(what, where, changes)
+    reasons, decision = [], None
+    requirement = policy.requirement(ev["risk"])
+    exhausted = [f for f in ev["findings"] if f["rule"] == "resource_exhausted"]
+    approval = {k: v for k, v in (approval or {}).items() if v is not None and (k == "answer" or v != "")}
+    now = int(time.time() if now is None else now)
+    token_payload, token_problem = None, None
+    if approval.get("token") and requirement == "human":
+        try:
+            token_payload = _approval.verify(approval["token"], key_loader(), now=now)
+        except _approval.TokenRefused as exc:
+            token_problem, token_payload = exc.reason, exc.payload
+        except _approval.ApprovalError as exc:
+            token_problem = str(exc)
+
+    with store.transaction() as tx:
+        state = halt_state(store, tx)
+        if state["halted"]:
+            decision = "deny"
+            reasons.append(f"locus.infra is halted by {state['tag']}: {state['reason']}")
+        if exhausted:
+            decision = "deny"
+            reasons.extend(f["message"] for f in exhausted)
+        if decision is None and requirement == "deny":
+            decision = "deny"
+            reasons.append(f"the policy denies risk {ev['risk']}")
+        accepted, refused = None, None
+        if decision is None and requirement == "human":
+            decision = "needs_approval"
+            reasons.append(f"risk {ev['risk']} needs a human approval (policy risk.approval.{ev['risk']})")
+            if approval:
+                accepted, refused = _check_approval(tx, policy, approval, token_payload, token_problem, digest, state, context, now)
+                if accepted:
+                    decision = "allow"
+                    reasons.append(f"approved by {accepted['approver']} ({accepted['method']}, {accepted['ref']})")
+        if decision is None:
+            decision = "allow"
+            reasons.append(f"risk {ev['risk']} needs no approval")
+        record = {
+            "guard": "decision", "decision": decision, "risk": ev["risk"], "deterministic_risk": ev["deterministic_risk"],
+            "agent_risk": ev["agent_risk"], "digest": digest, "epoch": state["epoch"], "what": what, "where": where,
+            "reasons": reasons, "changes": len(changes), "findings_count": len(ev["findings"]),
+            "findings": [_brief(f) for f in ev["findings"][:MAX_RECORDED_FINDINGS]],
+            "reviews": [{k: r.get(k) for k in ("role", "status", "risk", "recommendation", "ref_tag")} for r in reviews],
+            "policy": policy.summary(), "check_mode": bool(check_mode), **context,
+        }
+        if meta.get("playbook"):
+            record["playbook"] = meta["playbook"]
+        if accepted:
+            record["approval"] = {k: accepted[k] for k in ("method", "ref", "approver")}
+        ref_tag = tx.record("VALIDATE", f"guard: {decision} (risk {ev['risk']}) {what} @ {where}", _redact.redact(record))
+        approval_tag = None
+        if accepted and not check_mode:
+            approval_tag = tx.record("APPROVAL", f"approval of {accepted['ref']} used by {ref_tag}", _redact.redact({
+                "event": "accepted", "decision": ref_tag, "digest": digest, **accepted, **context}))
+            tx.execute(
+                "INSERT INTO locus_guard_approval_used (ref, used_at, approval_tag, method) VALUES (?, ?, ?, ?)",
+                (accepted["ref"], _ts(), approval_tag, accepted["method"]),
+            )
+        elif refused and not check_mode:
+            approval_tag = tx.record("APPROVAL", f"approval for {ref_tag} refused", _redact.redact({
+                "event": "refused", "decision": ref_tag, "digest": digest, **refused, **context}))
+
+    result = {
+        "decision": decision, "risk": ev["risk"], "deterministic_risk": ev["deterministic_risk"], "agent_risk": ev["agent_risk"],
+        "findings": ev["findings"], "reasons": reasons, "ref_tag": ref_tag, "digest": digest, "changes": len(changes),
+        "halted": state["halted"], "reviews": reviews, "policy": policy.summary(), "requirement": requirement,
+        "review_lane": policy.data["lanes"]["review"], "review_budget": dict(policy.data["budgets"]),
+        "review_context": _guard_rules.summarise(changes, context_chars),
+    }
+    if state["halted"]:
+        result["halt"] = state
+    if decision == "needs_approval":
+        result["approve_command"] = f"locus approve {ref_tag}"
+    if accepted:
+        result["approval"] = dict(accepted, approval_tag=approval_tag, consumed=not check_mode)
+    if refused:
+        result["approval_refused"] = dict(refused, approval_tag=approval_tag)
+    return result
+
+
+def _brief(finding):
+    return {k: finding.get(k) for k in ("rule", "risk", "source", "message", "evidence")}
+
+
+def _check_approval(tx, policy, approval, token_payload, token_problem, digest, state, context, now):
+    """``(accepted, refused)``: exactly one is a dict describing the approval's fate."""
+    if approval.get("token"):
+        method = "token"
+        ref = (token_payload or {}).get("ref")
+        approver = (token_payload or {}).get("approver")
+        info = {"method": method, "ref": ref, "approver": approver, "fingerprint": _approval.fingerprint(approval["token"])}
+        problem = token_problem or _token_problem(tx, policy, token_payload, digest, state)
+    elif approval.get("ref") and "answer" in approval:
+        if not str(approval["answer"]).strip():
+            return None, None  # nothing typed (or no terminal): no approval was attempted
+        method, ref = "prompt", approval["ref"]
+        approver = approval.get("approver") or _approval.current_user(context)
+        info = {"method": method, "ref": ref, "approver": approver}
+        problem = _prompt_problem(tx, policy, approval, digest, state, context, now)
+    elif approval.get("ref"):
+        method, ref = "awx_workflow", approval["ref"]
+        info = {"method": method, "ref": ref, "approver": "awx-workflow-approval-node",
+                "awx_workflow_job_id": context.get("awx", {}).get("awx_workflow_job_id")}
+        problem = _awx_problem(tx, policy, approval, digest, state, context, now)
+    else:
+        return None, None
+    if problem is None and info["ref"]:
+        problem = _used_problem(tx, info["ref"])
+    if problem is None and method != "awx_workflow" and not policy.may_approve(info["approver"]):
+        problem = f"{info['approver']!r} may not approve (policy approval.approvers: {', '.join(policy.approvers)})"
+    if problem:
+        return None, dict(info, reason=problem)
+    return info, None
+
+
+def _decision_record(tx, ref):
+    rows = tx.query("SELECT data, ts FROM locus_audit WHERE tag = ?", (ref,))
+    if not rows:
+        return None, None
+    return _json(rows[0][0]), rows[0][1]
+
+
+def _bound_problem(tx, ref, digest, state):
+    """Common checks: ``ref`` is a decision that needed approval, for this change, since the last halt."""
+    data, ts = _decision_record(tx, ref)
+    if data is None:
+        return f"no audit record with tag {ref}", None, None
+    if data.get("guard") != "decision":
+        return f"{ref} is not a guard decision", None, None
+    if data.get("digest") != digest:
+        return f"the approval is for a different change ({ref} has digest {str(data.get('digest'))[:12]}…, this change {digest[:12]}…)", data, ts
+    if int(data.get("epoch", -1)) != state["epoch"]:
+        return f"the approval predates the emergency halt (epoch {data.get('epoch')}, now {state['epoch']}); approvals are void after a halt", data, ts
+    return None, data, ts
+
+
+def _token_problem(tx, policy, payload, digest, state):
+    if payload.get("kind") != "change":
+        return "this token approves a resume, not a change"
+    if payload.get("digest") != digest:
+        return f"the token is for a different change (token digest {str(payload.get('digest'))[:12]}…, this change {digest[:12]}…)"
+    if int(payload.get("epoch", -1)) != state["epoch"]:
+        return "the token was issued before the last emergency halt; approvals are void after a halt"
+    problem, _data, _ts_ = _bound_problem(tx, payload.get("ref"), digest, state)
+    return problem
+
+
+def _age(ts, now):
+    try:
+        then = datetime.datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return None
+    return now - int(then.timestamp())
+
+
+def _prompt_problem(tx, policy, approval, digest, state, context, now):
+    if not policy.data["approval"]["prompt"]:
+        return f"the policy {policy.source} does not allow approval at a prompt (approval.prompt: false)"
+    ref, answer = approval["ref"], str(approval.get("answer") or "").strip()
+    if answer != ref:
+        return f"the answer at the prompt was not the decision's REF-tag {ref} (nothing approved)"
+    problem, data, ts = _bound_problem(tx, ref, digest, state)
+    if problem:
+        return problem
+    if context.get("job") and data.get("job") != context.get("job"):
+        return f"{ref} was decided in another run ({data.get('job')}); a prompt approves only its own run's decision"
+    age = _age(ts, now)
+    if age is None or age > policy.lifetime:
+        return f"{ref} is older than the approval lifetime ({policy.lifetime} s)"
+    return None
+
+
+def _awx_problem(tx, policy, approval, digest, state, context, now):
+    if not policy.data["approval"]["awx_workflow"]:
+        return f"the policy {policy.source} does not accept AWX workflow approvals (approval.awx_workflow: false)"
+    wf = str((context.get("awx") or {}).get("awx_workflow_job_id") or "")
+    if not wf:
+        return "no awx_workflow_job_id: an AWX approval node approves only jobs of its own workflow"
+    problem, data, ts = _bound_problem(tx, approval["ref"], digest, state)
+    if problem:
+        return problem
+    if str((data.get("awx") or {}).get("awx_workflow_job_id") or "") != wf:
+        return f"{approval['ref']} was decided outside this workflow (workflow job {wf})"
+    age = _age(ts, now)
+    if age is None or age > policy.lifetime:
+        return f"{approval['ref']} is older than the approval lifetime ({policy.lifetime} s)"
+    return None
