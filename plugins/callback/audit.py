@@ -205,7 +205,9 @@ class CallbackModule(CallbackBase):
         if censored:
             data["censored"] = True
         else:
-            args = result._task_fields.get("args") or {}
+            # A module's own view of its arguments has its no_log options masked already;
+            # the raw task arguments only get masked by name and by look.
+            args = (res.get("invocation") or {}).get("module_args") or result._task_fields.get("args") or {}
             data["args"] = _redact.redact({k: v for k, v in args.items() if not k.startswith("_ansible_")})
             if status in ("failed", "unreachable") and res.get("msg"):
                 data["msg"] = _redact.redact(str(res["msg"]))

@@ -17,6 +17,7 @@ plugin deriving from :class:`HaltGuardedModule`.
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
+from ansible.module_utils.common.parameters import remove_values
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
@@ -67,11 +68,14 @@ class LocusAction(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
-        _validation, args = self.validate_argument_spec(
+        validation, args = self.validate_argument_spec(
             argument_spec={**self.ARGUMENT_SPEC, **STATE_STORE_SPEC},
             mutually_exclusive=list(self.MUTUALLY_EXCLUSIVE),
             required_if=list(self.REQUIRED_IF),
         )
+        # Like a module's result: the arguments with every no_log value masked. The audit
+        # callback records these rather than the raw task arguments.
+        result["invocation"] = {"module_args": remove_values(args, validation._no_log_values)}
         store = None
         try:
             store = _store.open_store(url=args.get("state_url"), state_dir=args.get("state_dir"))

@@ -39,8 +39,8 @@ def _raw_store_bytes(store):
     return json.dumps(rows).encode()
 
 
-def test_every_task_result_on_every_host_is_recorded_without_secrets(store_env, open_test_store):
-    proc = run_playbook(HERE / "callback.yml", env=store_env, inventory=INVENTORY, check=False)
+def test_every_task_result_on_every_host_is_recorded_without_secrets(store_env, open_test_store, tmp_path):
+    proc = run_playbook(HERE / "callback.yml", env=store_env, inventory=INVENTORY, check=False, args=["-e", f"out_dir={tmp_path}"])
     assert proc.returncode == 4, proc.stdout[-3000:]  # dead1 is unreachable
     results = _printed_results(proc.stdout)
     store = open_test_store()
@@ -49,7 +49,7 @@ def test_every_task_result_on_every_host_is_recorded_without_secrets(store_env, 
     tasks = [d for t, d in recs if t.startswith("LOCUS-TASK")]
     deploys = [d for t, d in recs if t.startswith("LOCUS-DEPLOY")]
 
-    assert len(tasks) == 9 * 3 + 1  # 3 local hosts x 9 tasks, dead1 once (then it is unreachable)
+    assert len(tasks) == 10 * 3 + 1  # 3 local hosts x 10 tasks, dead1 once (then it is unreachable)
     assert {(d["task"], d["host"]) for d in tasks} == results
     assert [j["event"] for j in jobs] == ["start", "end"]
     assert jobs[1]["status"] == "failed" and jobs[1]["task_records"] == len(tasks)
@@ -60,7 +60,7 @@ def test_every_task_result_on_every_host_is_recorded_without_secrets(store_env, 
     assert status[("dead1", "unreachable")] == 1
     assert status[("h2", "skipped")] == 2  # the debug and the fail task
     assert status[("h3", "failed")] == 1
-    assert status[("h1", "changed")] == 1
+    assert status[("h1", "changed")] == 2  # the command and the copy
     failed = next(d for d in tasks if d["status"] == "failed")
     assert failed["ignore_errors"] is True and failed["msg"] == "h3 fails on purpose"
     for d in tasks:
@@ -72,6 +72,9 @@ def test_every_task_result_on_every_host_is_recorded_without_secrets(store_env, 
     assert hidden and all(d["censored"] is True and "args" not in d for d in hidden)
     pw = next(d for d in tasks if d["task"] == "A secret in a module argument")
     assert pw["args"] == {"service_password": "********"}
+    content = next(d for d in tasks if d["task"] == "A no_log module option whose name does not look secret")
+    assert content["status"] == "changed" and content["args"]["dest"].endswith(f"{content['host']}.conf")
+    assert content["args"].get("content") in (None, "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")  # masked by the module's spec
 
     raw = _raw_store_bytes(store)
     for secret in SECRETS:
@@ -97,7 +100,7 @@ def test_interrupted_run_is_closed_as_interrupted(signum, store_env, open_test_s
                 break
         time.sleep(1)  # let the workers start the sleep
         proc.send_signal(signum)
-        out, _ = proc.communicate(timeout=60)
+        out = proc.communicate(timeout=60)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -122,7 +125,7 @@ def test_lookup_allocates_once_per_task_host_and_term(store_env, open_test_store
         assert len({first, looped, second}) == 3  # each task its own
         seen |= {first, looped, second}
     assert len(seen) == 6  # h1 and h2 get their own tags
-    deploys = [t for t, _ in records_data(open_test_store()) if t.startswith("LOCUS-DEPLOY")]
+    deploys = [t for t, _data in records_data(open_test_store()) if t.startswith("LOCUS-DEPLOY")]
     assert sorted(deploys) == sorted(seen)
 
 
