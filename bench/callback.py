@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Audit callback overhead: a many-task, many-host playbook with no recorder, with
 locus.infra.audit, and with ARA's callback (offline mode, SQLite), interleaved runs.
 
@@ -76,7 +75,7 @@ def run_once(venv, variant, playbook, directory, env_base):
         plugins = subprocess.check_output([str(venv / "bin" / "python"), "-m", "ara.setup.callback_plugins"], text=True).strip()
         env.update(ANSIBLE_CALLBACKS_ENABLED="ara_default", ANSIBLE_CALLBACK_PLUGINS=plugins, ARA_API_CLIENT="offline", ARA_BASE_DIR=str(state))
     cmd = [str(venv / "bin" / "python"), "-c", _MEASURE, str(venv / "bin" / "ansible-playbook"), "-i", str(directory / "inventory.yml"), str(playbook)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{variant} run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     wall, rss = out.stdout.strip().splitlines()[-1].split()
@@ -113,15 +112,15 @@ def main():
         env["ANSIBLE_CONFIG"] = str(directory / "ansible.cfg")
         playbook = write_playbook(directory, a.tasks, a.hosts)
         results = {v: [] for v in ("none", "locus", "ara")}
-        for _ in range(a.repeat):
+        for _round in range(a.repeat):
             for variant in results:  # interleaved, so drift hits all three alike
                 results[variant].append(run_once(venv, variant, playbook, directory, env))
         double = run_once(venv, "locus", write_playbook(directory, a.tasks * 2, a.hosts), directory, env)
-    med = {v: statistics.median(w for w, _ in r) for v, r in results.items()}
-    rss = {v: max(m for _, m in r) for v, r in results.items()}
+    med = {v: statistics.median(wall for wall, _rss in r) for v, r in results.items()}
+    rss = {v: max(rss for _wall, rss in r) for v, r in results.items()}
     print(f"playbook: {a.tasks} tasks x {a.hosts} hosts ({a.tasks * a.hosts} results), {a.repeat} runs each, python {sysconfig.get_python_version()}")
     for v in results:
-        walls = ", ".join(f"{w:.2f}" for w, _ in results[v])
+        walls = ", ".join(f"{wall:.2f}" for wall, _rss in results[v])
         over = (med[v] - med["none"]) / med["none"] * 100
         print(f"{v:<6} median {med[v]:7.2f} s  ({walls})  overhead {over:+6.1f}%  peak RSS {rss[v] / 1024:6.1f} MiB")
     print(f"locus at {a.tasks * 2} tasks: peak RSS {double[1] / 1024:.1f} MiB (vs {rss['locus'] / 1024:.1f} MiB at {a.tasks})")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """REF-tag allocation throughput: locus.infra's store against a flock'd file counter.
 
 The peer is the seed design's shell counter made safe: one file per action and day,
@@ -41,7 +40,7 @@ def flock_worker(args):
     tags = []
     day = _refs.utc_day()
     path = os.path.join(directory, f"TASK-{day}.seq")
-    for _ in range(n):
+    for _i in range(n):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -65,5 +65,3 @@ def open_test_store(store_env):
 @pytest.fixture
 def store(open_test_store):
     return open_test_store()
-
-

@@ -315,7 +315,7 @@ def parse_bool(value):
 
 
 def random_mac(prefix="BC:24:11"):
-    tail = ":".join(f"{random.randint(0, 255):02X}" for _ in range(3))
+    tail = ":".join(f"{random.randint(0, 255):02X}" for _i in range(3))
     return f"{prefix}:{tail}"
 
 
@@ -1977,7 +1977,7 @@ class PveDouble:
             "diskread": 0,
             "diskwrite": 0,
         }
-        if parse_bool(str(conf.get("agent", "0")).split(",")[0].replace("enabled=", "")) == 1:
+        if parse_bool(str(conf.get("agent", "0")).split(",", maxsplit=1)[0].replace("enabled=", "")) == 1:
             res["agent"] = 1
         if vm.status == "running":
             res["pid"] = 10000 + vm.vmid
@@ -2137,7 +2137,7 @@ class PveDouble:
     def h_task_status(self, p, auth, node, upid):
         self._node(node)
         task = self._task(node, upid)
-        user, _, tokenid = task.user.partition("!")
+        user, _bang, tokenid = task.user.partition("!")
         res = {
             "upid": task.upid,
             "node": task.node,

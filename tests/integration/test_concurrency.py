@@ -32,8 +32,8 @@ def test_sixteen_processes_five_hundred_tags_each(store_env, open_test_store):
     open_test_store().close()  # create the schema once, like a first playbook run would
     procs = [_spawn(500, f"w{i}", store_env) for i in range(16)]
     outputs = [p.communicate(timeout=900) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs if err][:1]
-    tags = [line for out, _ in outputs for line in out.split() if line.startswith("LOCUS-")]
+    assert all(p.returncode == 0 for p in procs), [err for _out, err in outputs if err][:1]
+    tags = [line for out, _err in outputs for line in out.split() if line.startswith("LOCUS-")]
     assert len(tags) == 16 * 500
     assert len(set(tags)) == len(tags), "duplicate REF-tags"
     by_action = defaultdict(list)
@@ -56,7 +56,7 @@ def test_writer_killed_mid_run_loses_nothing_committed(store_env, open_test_stor
     while len(printed) < 200 and time.monotonic() < deadline:
         printed.append(proc.stdout.readline().strip())
     proc.send_signal(signal.SIGKILL)
-    rest, _ = proc.communicate(timeout=60)
+    rest = proc.communicate(timeout=60)[0]
     printed += [line for line in rest.split() if line.startswith("LOCUS-")]
     assert len(printed) >= 200
 

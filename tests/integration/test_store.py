@@ -35,7 +35,7 @@ def test_sequence_grows_past_999(store):
     with store.transaction() as tx:
         tx.execute("INSERT INTO locus_ref_sequence (action, day, last_seq) VALUES ('NOTIFY', ?, 998)", (day,))
     # pretend 998 records exist: verification must then report the missing ones, allocation just goes on
-    tags = [store.record("NOTIFY", "n", {}) for _ in range(3)]
+    tags = [store.record("NOTIFY", "n", {}) for _i in range(3)]
     assert tags == [f"LOCUS-NOTIFY{day}-999", f"LOCUS-NOTIFY{day}-1000", f"LOCUS-NOTIFY{day}-1001"]
     result = store.verify()
     assert not result["ok"] and result["problem"]["kind"] == "sequence"

@@ -131,8 +131,7 @@ def test_bad_tag_is_named():
 
 def test_ipconfig_canonical_forms():
     assert cfg.normalise_ipconfig("gw=10.0.0.1,ip=10.0.0.5/24") == {"ip": "10.0.0.5/24", "gw": "10.0.0.1"}
-    assert cfg.normalise_ipconfig({"ip6": "2001:DB8:0:0::5/64", "ip": "dhcp"}) == {"ip6": "2001:db8::5/64",
-                                                                                     "ip": "dhcp"}
+    assert cfg.normalise_ipconfig({"ip6": "2001:DB8:0:0::5/64", "ip": "dhcp"}) == {"ip6": "2001:db8::5/64", "ip": "dhcp"}
     assert cfg.print_ipconfig(cfg.normalise_ipconfig({"gw": "10.0.0.1", "ip": "10.0.0.5/24"})) == \
         "ip=10.0.0.5/24,gw=10.0.0.1"
     assert cfg.ipconfig_address("ip=10.0.0.5/24,gw=10.0.0.1") == "10.0.0.5"

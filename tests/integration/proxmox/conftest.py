@@ -72,7 +72,7 @@ class ModuleRunner:
         path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROXMOX_")}
         proc = subprocess.run([sys.executable, str(ROOT / "plugins" / "modules" / f"{module}.py"), str(path)],
-                              capture_output=True, text=True, env=env, timeout=300)
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
         try:
             result = json.loads(proc.stdout)
         except ValueError:

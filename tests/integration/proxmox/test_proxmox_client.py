@@ -120,7 +120,7 @@ def test_retries_give_up_after_api_retries_with_the_last_error(pve):
 def test_backoff_is_jittered_exponential_and_capped(pve):
     client = client_for(pve)
     for attempt in range(8):
-        delays = [client.backoff(attempt) for _ in range(200)]
+        delays = [client.backoff(attempt) for _i in range(200)]
         top = min(_proxmox.BACKOFF_MAX, _proxmox.BACKOFF_BASE * 2 ** attempt)
         assert all(top / 2 <= d <= top for d in delays)
         assert len({round(d, 6) for d in delays}) > 100  # jittered, not a fixed schedule
@@ -159,7 +159,7 @@ def test_node_slot_limits_concurrent_holders(tmp_path):
             acquired.append(index)
             release.wait(5)
 
-    threads = [threading.Thread(target=holder) for _ in range(2)]
+    threads = [threading.Thread(target=holder) for _i in range(2)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 5

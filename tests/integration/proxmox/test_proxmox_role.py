@@ -62,7 +62,7 @@ def lab(pve, tmp_path, ssh_keys):
         proc = subprocess.run(
             [str(Path(os.sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"),
              str(tmp_path / "site.yml"), *args],
-            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False)
         recap = dict(re.findall(r"^(vm\d\d)\s+: (ok=.*)$", proc.stdout, re.M))
         return proc, {h: dict(re.findall(r"(\w+)=(\d+)", line)) for h, line in recap.items()}
 

@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Inventory build time: locus.infra.netbox vs netbox.netbox.nb_inventory on the same NetBox.
+
+Seeds N virtual machines with realistic fields (sites, a Proxmox cluster per site with node
+devices, roles, tenants, platforms, tags, IPv4 + IPv6 primary IPs, custom fields, config
+contexts by site and role) into a real NetBox 4.7 (started here with tests/netbox/netboxctl.py
+unless --url/--token name one), then builds the inventory the way ansible-playbook does (a
+fresh Python process: plugin loader + InventoryManager on the source, no output of the host
+vars) with
+
+* locus.infra.netbox,
+* netbox.netbox.nb_inventory as every AWX/execution-environment job and CI run meets it: a
+  fresh container, so it fetches and decodes NetBox's OpenAPI document (14 MB) each time,
+* netbox.netbox.nb_inventory with that document cached (a long-lived controller),
+
+checks that all see the same host set, repeats (after one uncounted warm-up round, rotating
+the order), and prints medians, the peak memory (max RSS of the process) and the client CPU::
+
+    client CPU: locus 1.90 s nb_inventory 9.80 s (schema cached 5.19 s); the rest of the wall time is NetBox
+    nb_inventory with its schema cached (long-lived controller): 11.64 s ratio 1.1x
+    peak memory: locus 102 MiB nb_inventory 260 MiB (schema cached 189 MiB)
+    inventory: 2000 VMs locus 10.97 s nb_inventory 16.00 s ratio 1.5x
+
+Usage: .venv/bin/python bench/inventory.py [--vms 2000] [--repeat 3] [--url URL --token TOKEN]
+Caches are off for both plugins. Never a timed assertion: it reports, it does not judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pynetbox
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "netbox"))
+
+import netboxctl  # noqa: E402
+import seed  # noqa: E402
+
+ANSIBLE_INVENTORY = str(Path(sys.executable).with_name("ansible-inventory"))
+SITES = ("dc1", "dc2", "dc3", "dc4")
+ROLES = ("k3s-agent", "k3s-agent", "k3s-agent", "web", "web", "k3s-server", "router", "ollama")
+PLATFORMS = ("debian-12", "debian-13", "ubuntu-24-04")
+TENANTS = ("apps", "ops", "data", "lab")
+TAGS = ("monitored", "backup", "gpu", "pci", "customer-a", "customer-b")
+
+
+def bench_specs(n: int) -> tuple[list, dict, list]:
+    """N VMs spread over four sites, each site a Proxmox cluster with four nodes."""
+    specs, prefixes, contexts = [], {}, []
+    for s, site in enumerate(SITES):
+        prefixes[site] = [f"10.{100 + s}.0.0/16", f"2001:db8:{100 + s}::/64"]
+        for k in range(1, 5):
+            specs.append(seed.HostSpec(f"bench-{site}-pve{k}", site, kind="device", role="proxmox-node",
+                                       cluster=f"bench-{site}", platform="proxmox-ve", tags=["monitored"],
+                                       ips=[f"10.{100 + s}.255.{k}"]))
+        contexts.append((f"bench-{site}", 1000, {
+            "locus_vm": {"template": "debian-12-cloud",
+                         "cloud_init": {"user": "debian", "nameservers": [f"10.{100 + s}.0.1"]},
+                         "network": [{"bridge": "vmbr0", "gateway4": f"10.{100 + s}.0.1",
+                                      "gateway6": f"2001:db8:{100 + s}::1"}]},
+            "ntp_servers": [f"10.{100 + s}.0.1"]}, {"sites": [site]}))
+    for role in sorted(set(ROLES)):
+        contexts.append((f"bench-role-{role}", 2000, {"role_settings": {"role": role, "monitoring": True}},
+                         {"roles": [role]}))
+    for i in range(n):
+        s = i % len(SITES)
+        site = SITES[s]
+        role = ROLES[i % len(ROLES)]
+        specs.append(seed.HostSpec(
+            f"bench-vm-{i:05d}", site, role=role, cluster=f"bench-{site}", node=f"bench-{site}-pve{1 + i % 4}",
+            platform=PLATFORMS[i % len(PLATFORMS)], tenant=TENANTS[i % len(TENANTS)],
+            status="planned" if i % 50 == 0 else "active",
+            tags=[TAGS[i % len(TAGS)], TAGS[(i // 7) % len(TAGS)]] if i % 7 else [TAGS[i % len(TAGS)]],
+            ips=[f"10.{100 + s}.{(i // 250) % 250}.{1 + i % 250}", f"2001:db8:{100 + s}::{i + 16:x}"],
+            vcpus=1 + i % 8, memory=1024 * (1 + i % 16), disk=10240 * (1 + i % 10),
+            custom_fields={"locus_vmid": 10000 + i},
+            context={"app": {"index": i, "owner": TENANTS[i % len(TENANTS)]}} if i % 5 == 0 else None))
+    return specs, prefixes, contexts
+
+
+# What ansible-playbook does before the first play: build the inventory from the source.
+BUILD = """
+import json, sys
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader()
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+inventory = InventoryManager(loader=DataLoader(), sources=[sys.argv[1]])
+hosts = inventory.get_hosts()
+print(json.dumps({"hosts": sorted(h.name for h in hosts),
+                  "vars": sum(len(h.vars) for h in hosts)}))
+"""
+
+
+def build_inventory(config_path: Path, env: dict) -> tuple[float, int, float, dict]:
+    """Wall seconds, max RSS (KiB), CPU seconds and the result of one inventory build in a fresh process."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-c", BUILD, str(config_path)], stdout=out, stderr=err, env=env,
+                                cwd=REPO)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"bench: {config_path.name} failed:\n{err.read().decode(errors='replace')[-3000:]}")
+        cpu = usage.ru_utime + usage.ru_stime
+        return wall, usage.ru_maxrss, cpu, json.loads(out.read().decode().strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--vms", type=int, default=2000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--url", default=os.environ.get("NETBOX_API"))
+    p.add_argument("--token", default=os.environ.get("NETBOX_TOKEN"))
+    p.add_argument("--netbox-workers", type=int, default=4, help="gunicorn (sync) workers of the NetBox started here")
+    args = p.parse_args(argv)
+
+    started = None
+    if not (args.url and args.token):
+        t0 = time.monotonic()
+        # Sync workers: with gthread workers one process takes most connections and the GIL
+        # serialises the parallel page requests.
+        started = netboxctl.up(port="auto", workers=args.netbox_workers, threads=1)
+        args.url, args.token = started["url"], started["token_v1"]
+        print(f"bench: NetBox {netboxctl.NETBOX_VERSION} up in {time.monotonic() - t0:.1f} s at {args.url}")
+    try:
+        specs, prefixes, contexts = bench_specs(args.vms)
+        t0 = time.monotonic()
+        seed.Seeder(pynetbox.api(args.url, token=args.token), chunk=250).apply(specs, contexts, prefixes)
+        print(f"bench: seeded {args.vms} VMs (+{sum(s.kind == 'device' for s in specs)} nodes) "
+              f"in {time.monotonic() - t0:.1f} s")
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = Path(tmp) / "locus.netbox.yml"
+            ours.write_text(yaml.safe_dump({"plugin": "locus.infra.netbox", "url": args.url,
+                                            }))
+            peer = Path(tmp) / "peer.netbox.yml"
+            peer.write_text(yaml.safe_dump({
+                "plugin": "netbox.netbox.nb_inventory", "api_endpoint": args.url, "validate_certs": False,
+                "config_context": True, "flatten_config_context": True, "interfaces": False, "services": False,
+                "virtual_disks": False, "group_by": ["sites", "tenants", "platforms", "device_roles", "tags",
+                                                     "cluster", "status"]}))
+            env = {**os.environ, "NETBOX_API": args.url, "NETBOX_TOKEN": args.token,
+                   "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_INVENTORY_CACHE": "False"}
+            # nb_inventory keeps the OpenAPI document (14 MB for NetBox 4.7) in the parent of
+            # ANSIBLE_LOCAL_TEMP. "nb_inventory" starts without it, as every AWX/EE job and CI run
+            # does (a fresh container); "nb_inventory (schema cached)" keeps it between runs, as a
+            # long-lived controller does.
+            warm_tmp = Path(tmp) / "nb-warm" / "tmp"
+            runs = {"locus": (ours, None), "nb_inventory": (peer, "fresh"), "nb_inventory (schema cached)": (peer, warm_tmp)}
+            times = {name: [] for name in runs}
+            cpus = {name: [] for name in runs}
+            rss = dict.fromkeys(runs, 0)
+            # Round 0 warms everything up (NetBox's config context cache and its schema cache, the
+            # page cache) and is not counted; then the order rotates.
+            for r in range(args.repeat + 1):
+                hosts = {}
+                names = list(runs)
+                names = names[r % len(names):] + names[:r % len(names)]
+                for name in names:
+                    path, local_tmp = runs[name]
+                    run_env = dict(env)
+                    if local_tmp == "fresh":
+                        run_env["ANSIBLE_LOCAL_TEMP"] = tempfile.mkdtemp(dir=tmp, prefix="nb-fresh-") + "/tmp"
+                    elif local_tmp is not None:
+                        run_env["ANSIBLE_LOCAL_TEMP"] = str(local_tmp)
+                    wall, maxrss, cpu, data = build_inventory(path, run_env)
+                    hosts[name] = set(data["hosts"])
+                    label = "warm-up" if r == 0 else f"run {r}/{args.repeat}"
+                    print(f"bench: {label} {name}: {wall:.2f} s, {cpu:.2f} s CPU, {maxrss / 1024:.0f} MiB, "
+                          f"{len(hosts[name])} hosts, {data['vars']} host vars")
+                    if r:
+                        times[name].append(wall)
+                        cpus[name].append(cpu)
+                        rss[name] = max(rss[name], maxrss)
+                for name in names:
+                    if hosts[name] != hosts["locus"]:
+                        only_a = sorted(hosts["locus"] - hosts[name])[:5]
+                        only_b = sorted(hosts[name] - hosts["locus"])[:5]
+                        raise SystemExit(f"bench: host sets differ: only locus {only_a}, only {name} {only_b}")
+                bench_hosts = {h for h in hosts["locus"] if h.startswith("bench-vm-")}
+                if len(bench_hosts) < args.vms:
+                    raise SystemExit(f"bench: only {len(bench_hosts)} of {args.vms} bench VMs in the inventory")
+        med = {name: statistics.median(v) for name, v in times.items()}
+        cpu = {name: statistics.median(v) for name, v in cpus.items()}
+        a, b, c = med["locus"], med["nb_inventory"], med["nb_inventory (schema cached)"]
+        print(f"client CPU: locus {cpu['locus']:.2f} s nb_inventory {cpu['nb_inventory']:.2f} s "
+              f"(schema cached {cpu['nb_inventory (schema cached)']:.2f} s); the rest of the wall time is NetBox")
+        print(f"nb_inventory with its schema cached (long-lived controller): {c:.2f} s ratio {c / a:.1f}x")
+        print(f"peak memory: locus {rss['locus'] / 1024:.0f} MiB nb_inventory {rss['nb_inventory'] / 1024:.0f} MiB "
+              f"(schema cached {rss['nb_inventory (schema cached)'] / 1024:.0f} MiB)")
+        print(f"inventory: {args.vms} VMs locus {a:.2f} s nb_inventory {b:.2f} s ratio {b / a:.1f}x")
+    finally:
+        if started:
+            netboxctl.down(state_dir=Path(started["state_dir"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
