@@ -22,12 +22,13 @@ APT_PACKAGES := python3 python3-venv python3-dev git rsync sqlite3 ca-certificat
 	debootstrap systemd-container iptables iproute2 openssh-client apt-cacher-ng \
 	shellcheck
 
-.PHONY: help setup apt venv llama-wheel demo test lint unit sanity molecule clean distclean
+.PHONY: help setup apt venv llama-wheel lock demo test lint unit sanity molecule clean distclean
 
 help:
 	@echo "make demo   - set up everything, then run the demo on the embedded defaults"
 	@echo "make test   - set up everything, then run the whole test suite"
 	@echo "make setup  - set-up only (apt packages, .venv, Python packages)"
+	@echo "make lock   - re-pin requirements.lock after changing pyproject.toml"
 
 setup: apt venv
 
@@ -85,6 +86,13 @@ $(VENV)/.locus-stamp: requirements.lock pyproject.toml
 
 demo: setup
 	$(BIN)/ansible-playbook playbooks/demo.yml
+	$(BIN)/ansible-playbook playbooks/demo_agents.yml
+
+# Re-pin the whole dependency tree after changing pyproject.toml. llama-cpp-python is left out
+# of the lock: its wheel is built once per machine (see llama-wheel).
+lock:
+	$(BIN)/uv pip compile -q --native-tls --python-version 3.11 --extra test --extra embedded \
+	    --no-emit-package llama-cpp-python pyproject.toml -o requirements.lock --generate-hashes
 
 test: setup
 	$(MAKE) --no-print-directory lint unit sanity molecule
