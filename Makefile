@@ -84,8 +84,10 @@ $(VENV)/.locus-stamp: requirements.lock pyproject.toml
 	@echo $(COLLECTION_ROOT) > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/locus_collections.pth
 	@touch $@
 
+# The demo on the embedded defaults: the local lab (lab up -> site -> verify -> the controller
+# demo), then the agents' review of that run on the embedded model; SQLite store.
 demo: setup
-	$(BIN)/ansible-playbook playbooks/demo.yml
+	$(BIN)/ansible-playbook -i inventory/localhost.yml -i inventory/lab playbooks/demo_lab.yml
 	$(BIN)/ansible-playbook playbooks/demo_agents.yml
 
 # Re-pin the whole dependency tree after changing pyproject.toml. llama-cpp-python is left out

@@ -19,7 +19,7 @@ MODULE = REPO / "plugins" / "modules" / "lab_process.py"
 def run_module(tmp_path, check_mode=False, **args):
     args_file = tmp_path / f"args-{uuid.uuid4().hex}.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
-    proc = subprocess.run([sys.executable, str(MODULE), str(args_file)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(MODULE), str(args_file)], capture_output=True, text=True, timeout=120, check=False)
     return json.loads(proc.stdout)
 
 
