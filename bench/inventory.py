@@ -14,12 +14,13 @@ vars) with
 * netbox.netbox.nb_inventory with that document cached (a long-lived controller),
 
 checks that all see the same host set, repeats (after one uncounted warm-up round, rotating
-the order), and prints medians, the peak memory (max RSS of the process) and the client CPU::
+the order), and prints medians, the peak memory (max RSS of the process) and the client CPU;
+measured on the 2-core development VM (NetBox on the same cores, load average ~3)::
 
-    client CPU: locus 1.90 s nb_inventory 9.80 s (schema cached 5.19 s); the rest of the wall time is NetBox
-    nb_inventory with its schema cached (long-lived controller): 11.64 s ratio 1.1x
-    peak memory: locus 102 MiB nb_inventory 260 MiB (schema cached 189 MiB)
-    inventory: 2000 VMs locus 10.97 s nb_inventory 16.00 s ratio 1.5x
+    client CPU: locus 1.83 s nb_inventory 7.04 s (schema cached 5.66 s); the rest of the wall time is NetBox
+    nb_inventory with its schema cached (long-lived controller): 9.62 s ratio 2.3x
+    peak memory: locus 139 MiB nb_inventory 199 MiB (schema cached 191 MiB)
+    inventory: 2000 VMs locus 4.26 s nb_inventory 10.57 s ratio 2.5x
 
 Usage: .venv/bin/python bench/inventory.py [--vms 2000] [--repeat 3] [--url URL --token TOKEN]
 Caches are off for both plugins. Never a timed assertion: it reports, it does not judge.

@@ -1,0 +1,280 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""NetBox REST client for locus.infra (private API).
+
+Built on pynetbox (its session, token handling and the `pynetbox.api` object for writes),
+with a fast read path for bulk lists: no OpenAPI schema download, ``?fields=`` to fetch only
+what is needed, ``count`` first and then all pages in parallel on a bounded pool, plain
+``json.loads`` decoding, per-endpoint statistics, retries with jittered backoff on
+retryable errors only, and errors that name the URL, endpoint and HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+try:
+    import pynetbox
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    HAS_PYNETBOX = True
+    PYNETBOX_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the controller's Python
+    HAS_PYNETBOX = False
+    PYNETBOX_IMPORT_ERROR = exc
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+V2_PREFIX = "nbt_"
+
+
+class NetBoxError(Exception):
+    """A NetBox request failed; ``str()`` names the URL, the endpoint and the status."""
+
+    def __init__(self, message, endpoint=None, status=None):
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+
+
+def authorization_header(token):
+    """Return the ``Authorization`` header value for a NetBox token.
+
+    Accepts a v1 token (40 characters, sent as ``Token <t>``), a v2 token ``nbt_<key>.<secret>``
+    (sent as ``Bearer <t>``), a value that already carries either prefix, or a mapping
+    ``{type: Token|Bearer, value: ...}`` as netbox.netbox accepts it.
+    """
+    if isinstance(token, dict):
+        kind = str(token.get("type", "")).strip()
+        value = str(token.get("value", "")).strip()
+        if kind not in ("Token", "Bearer") or not value:
+            raise NetBoxError("token: a mapping needs type (Token or Bearer) and a non-empty value")
+        return f"{kind} {value}"
+    token = str(token or "").strip()
+    if not token:
+        raise NetBoxError("no NetBox token: set the token option or NETBOX_TOKEN")
+    if token.startswith(("Token ", "Bearer ")):
+        return token
+    if token.startswith(V2_PREFIX) and "." in token[len(V2_PREFIX):]:
+        return f"Bearer {token}"
+    return f"Token {token}"
+
+
+@dataclass
+class EndpointStats:
+    requests: int = 0
+    retries: int = 0
+    objects: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    wall: float = 0.0
+
+
+@dataclass
+class NetBoxClient:
+    """Thread-safe reader/writer for one NetBox instance."""
+
+    url: str
+    token: object
+    validate_certs: bool = True
+    timeout: float = 30.0
+    retries: int = 3
+    max_workers: int = 4
+    page_size: int = 1000
+    user_agent: str = "locus.infra"
+    stats: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not HAS_PYNETBOX:
+            raise NetBoxError(f"the pynetbox and requests Python libraries are required: {PYNETBOX_IMPORT_ERROR}")
+        if not self.url or not str(self.url).startswith(("http://", "https://")):
+            raise NetBoxError(f"url: {self.url!r} is not an http(s) URL (set the url option or NETBOX_API)")
+        self.url = str(self.url).rstrip("/")
+        if self.url.endswith("/api"):
+            self.url = self.url[: -len("/api")]
+        if self.max_workers < 1 or self.page_size < 1:
+            raise NetBoxError("max_workers and page_size must be positive")
+        self._auth = authorization_header(self.token)
+        # pynetbox.Api owns the session (and is what writers use); we add a pool sized for our workers.
+        self.api = pynetbox.api(self.url, token=None)
+        session = self.api.http_session
+        session.verify = self.validate_certs
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(self.max_workers, 4) * 2)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers.update({"Authorization": self._auth, "Accept": "application/json",
+                                "User-Agent": self.user_agent})
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ low level
+
+    def _stat(self, endpoint):
+        with self._lock:
+            return self.stats.setdefault(endpoint, EndpointStats())
+
+    def request(self, method, endpoint, params=None, payload=None):
+        """One API call with retries; returns the decoded JSON body (or None for 204).
+
+        GET/HEAD are retried on connection errors, 429 and 5xx. Writes are retried only when the
+        request cannot have been processed: connection refused/failed to connect, 429 and 503.
+        """
+        idempotent = method.upper() in ("GET", "HEAD", "OPTIONS")
+        url = f"{self.url}/api/{endpoint.strip('/')}/"
+        st = self._stat(endpoint)
+        attempt = 0
+        while True:
+            t0 = time.monotonic()
+            resp = None
+            try:
+                resp = self.api.http_session.request(
+                    method, url, params=params, timeout=self.timeout,
+                    data=None if payload is None else json.dumps(payload),
+                    headers=None if payload is None else {"Content-Type": "application/json"})
+                error = None
+            except requests.exceptions.SSLError as exc:
+                raise NetBoxError(f"TLS error talking to NetBox at {self.url} ({endpoint}): {exc} "
+                                  "(validate_certs / REQUESTS_CA_BUNDLE)", endpoint) from None
+            except requests.exceptions.RequestException as exc:
+                error = exc
+                if not idempotent and (isinstance(exc, requests.exceptions.ReadTimeout)
+                                       or not isinstance(exc, requests.exceptions.ConnectionError)):
+                    raise NetBoxError(f"NetBox at {self.url} ({endpoint}): {method} {exc.__class__.__name__}: {exc}; "
+                                      "the request may or may not have been processed", endpoint) from None
+            elapsed = time.monotonic() - t0
+            with self._lock:
+                st.requests += 1
+                st.seconds += elapsed
+                if resp is not None:
+                    st.bytes += len(resp.content)
+            retryable = error is not None or resp.status_code in (RETRYABLE_STATUS if idempotent else (429, 503))
+            if retryable and attempt < self.retries:
+                attempt += 1
+                with self._lock:
+                    st.retries += 1
+                delay = min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter only
+                if resp is not None and resp.headers.get("Retry-After", "").isdigit():
+                    delay = max(delay, min(30.0, float(resp.headers["Retry-After"])))
+                time.sleep(delay)
+                continue
+            if error is not None:
+                raise NetBoxError(f"cannot reach NetBox at {self.url} ({endpoint}) after {attempt + 1} attempt(s): "
+                                  f"{error.__class__.__name__}: {error}", endpoint) from None
+            return self._decode(resp, endpoint, attempt)
+
+    def _decode(self, resp, endpoint, attempt):
+        status = resp.status_code
+        if 200 <= status < 300:
+            if status == 204 or not resp.content:
+                return None
+            try:
+                return json.loads(resp.content)
+            except ValueError:
+                raise NetBoxError(f"NetBox at {self.url} returned a non-JSON body for {endpoint} "
+                                  f"(HTTP {status}, {resp.headers.get('Content-Type')!r}); is this the NetBox URL?",
+                                  endpoint, status) from None
+        detail = _detail(resp)
+        if status in (401, 403):
+            raise NetBoxError(f"NetBox at {self.url} denied access to {endpoint} (HTTP {status}: {detail}); "
+                              "check the token and that its user may view this endpoint", endpoint, status)
+        if status == 404:
+            raise NetBoxError(f"NetBox at {self.url} has no endpoint {endpoint} (HTTP 404: {detail})", endpoint, status)
+        tries = f" after {attempt + 1} attempt(s)" if status in RETRYABLE_STATUS else ""
+        raise NetBoxError(f"NetBox at {self.url} failed on {endpoint} with HTTP {status}{tries}: {detail}",
+                          endpoint, status)
+
+    # ------------------------------------------------------------------ bulk reads
+
+    def probe(self, endpoint, params=None):
+        """``(count, server page cap)`` from one cheap request (ids only, one page of ``page_size``)."""
+        body = _require_list_body(self.request("GET", endpoint, dict(params or {}, limit=self.page_size, offset=0,
+                                                                     fields="id", ordering="id")), endpoint)
+        count, got = body["count"], len(body["results"])
+        # NetBox caps ``limit`` at its MAX_PAGE_SIZE without saying so: a short first page reveals the cap.
+        cap = got if 0 < got < min(count, self.page_size) else self.page_size
+        return count, cap
+
+    def list_all(self, endpoints, pool=None):
+        """Fetch every object of several list endpoints concurrently.
+
+        ``endpoints``: mapping name -> (endpoint path, query params incl. ``fields``).
+        Returns name -> list of objects. Probes the counts first (one cheap request per
+        endpoint, in parallel), then fetches all pages of all endpoints on one bounded pool,
+        with pages small enough to keep every worker busy. A result whose ids do not match the
+        count (objects created/deleted while paging) is fetched again once, then fails: never
+        a partial list.
+        """
+        own_pool = pool is None
+        pool = pool or ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="netbox")
+        try:
+            result = {}
+            pending = dict(endpoints)
+            for attempt in range(2):
+                t0 = time.monotonic()
+                probes = dict(zip(pending, pool.map(lambda kv: self.probe(kv[0], kv[1]), pending.values()),
+                                  strict=True))
+                total = sum(count for count, _cap in probes.values())
+                jobs = []
+                for name, (path, params) in pending.items():
+                    count, cap = probes[name]
+                    # Spread the objects over the workers, but not in pages below 100.
+                    size = max(1, min(cap, max(100, math.ceil(total / self.max_workers))))
+                    for offset in range(0, count, size):
+                        jobs.append((name, path, dict(params, limit=size, offset=offset, ordering="id")))
+                bodies = list(pool.map(lambda job: self.request("GET", job[1], job[2]), jobs))
+                pages_by_name = {name: [] for name in pending}
+                for (name, path, _q), body in zip(jobs, bodies, strict=True):
+                    pages_by_name[name].extend(_require_list_body(body, path)["results"])
+                retry = {}
+                for name, (path, _params) in pending.items():
+                    objs = pages_by_name[name]
+                    count = probes[name][0]
+                    ids = {o.get("id") for o in objs}
+                    st = self._stat(path)
+                    with self._lock:
+                        st.objects += len(objs)
+                        st.wall += time.monotonic() - t0
+                    if len(ids) != count or len(objs) != count:
+                        if attempt == 0:
+                            retry[name] = pending[name]
+                            continue
+                        raise NetBoxError(f"NetBox at {self.url}: {path} changed while it was read "
+                                          f"(count {count}, got {len(objs)} objects / {len(ids)} ids); "
+                                          "try again", path)
+                    result[name] = objs
+                if not retry:
+                    return result
+                pending = retry
+            return result
+        finally:
+            if own_pool:
+                pool.shutdown(wait=True)
+
+    def stats_lines(self):
+        lines = []
+        for endpoint, st in sorted(self.stats.items()):
+            lines.append(f"{endpoint}: {st.requests} requests ({st.retries} retries), {st.objects} objects, "
+                         f"{st.bytes / 1024:.0f} KiB, {st.seconds:.2f} s in requests, {st.wall:.2f} s wall")
+        return lines
+
+
+def _detail(resp):
+    try:
+        body = json.loads(resp.content)
+    except ValueError:
+        text = resp.text.strip().replace("\n", " ")
+        return text[:200] or resp.reason
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return json.dumps(body)[:300]
+
+
+def _require_list_body(body, endpoint):
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list) or "count" not in body:
+        raise NetBoxError(f"{endpoint}: expected a paginated list (count/results), got {str(body)[:200]}", endpoint)
+    return body
