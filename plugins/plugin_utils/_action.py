@@ -16,8 +16,8 @@ plugin deriving from :class:`HaltGuardedModule`.
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
 from ansible.module_utils.common.parameters import remove_values
+from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
