@@ -1,0 +1,616 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The data model of locus.infra.nginx: check ``nginx_sites`` and fill in every default.
+
+Private API of the collection (may change without notice). Runs on the controller (the
+``locus.infra.nginx_sites`` filter); standard library only.
+
+Every problem is reported as one line naming the host, the site, the key and the reason,
+for example ``web1: nginx_sites[1] (app.example.org): upstreams[0]: 'app' is not an
+address:port (e.g. 127.0.0.1:8080 or [::1]:8080)``; all problems are collected, not only
+the first. The templates of the role render the normalised sites as they are.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+SITE_KEYS = {
+    "name", "state", "server_names", "type", "listen", "http_port", "https_port",
+    "root", "content", "index",
+    "upstreams", "upstream_scheme", "health", "proxy_read_timeout",
+    "tls", "hsts", "headers", "csp", "rate_limit", "gzip", "auth", "extra_directives", "probe",
+}
+TLS_KEYS = {"mode", "certificate", "private_key", "redirect_http"}
+TLS_MODES = ("self_signed", "provided", "acme", "none")
+HEALTH_KEYS = {"path", "status", "max_fails", "fail_timeout"}
+UPSTREAM_KEYS = {"address", "weight", "max_fails", "fail_timeout", "backup"}
+AUTH_KEYS = {"realm", "users", "allow_plain_http"}
+USER_KEYS = {"name", "password", "password_hash"}
+RATE_KEYS = {"zone", "burst", "nodelay"}
+PROBE_KEYS = {"path", "status"}
+HSTS_KEYS = {"max_age", "include_subdomains", "preload"}
+ZONE_KEYS = {"name", "key", "size", "rate"}
+ACME_KEYS = {"email", "server", "staging", "key_type", "extra_args", "certbot", "deploy_hook"}
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+SITE_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+SERVER_NAME = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DURATION = re.compile(r"^\d+(ms|s|m|h|d)?$")
+SIZE = re.compile(r"^\d+[kKmMgG]?$")
+RATE = re.compile(r"^\d+r/[sm]$")
+HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+USER_NAME = re.compile(r"^[^:\s]+$")
+PATH = re.compile(r"^/[^\s;{}'\"]*$")
+REL_FILE = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/-]+$")
+
+
+class ModelError(ValueError):
+    """All problems of one host's data, one per line."""
+
+    def __init__(self, problems):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _is_bool(v):
+    return isinstance(v, bool)
+
+
+def _int_in(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def parse_address(text):
+    """``'10.0.0.1'``/``'[fd00::1]'``/``'fd00::1'`` -> ipaddress object, or None."""
+    t = str(text).strip()
+    if t.startswith("[") and t.endswith("]"):
+        t = t[1:-1]
+    try:
+        return ipaddress.ip_address(t)
+    except ValueError:
+        return None
+
+
+def listen_form(addr):
+    """How nginx writes an address in ``listen`` (IPv6 in brackets)."""
+    return f"[{addr.compressed}]" if addr.version == 6 else addr.compressed
+
+
+def parse_host_port(text):
+    """``'127.0.0.1:8080'``, ``'[::1]:8080'``, ``'app.internal:8080'``, ``'unix:/run/app.sock'`` -> normal form or None."""
+    t = str(text).strip()
+    if t.startswith("unix:/") and " " not in t and ";" not in t:
+        return t
+    m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", t) or re.match(r"^([A-Za-z0-9.-]+):(\d+)$", t)
+    if not m or not 0 < int(m.group(2)) < 65536:
+        return None
+    host = m.group(1)
+    addr = parse_address(host)
+    if addr is not None:
+        return f"{listen_form(addr)}:{int(m.group(2))}"
+    if re.match(rf"^{_LABEL}(?:\.{_LABEL})*$", host.lower()):
+        return f"{host.lower()}:{int(m.group(2))}"
+    return None
+
+
+def site_id(name):
+    return "site_" + re.sub(r"[^a-z0-9]", "_", name)
+
+
+def certbot_argv(site, acme, webroot):
+    """The certbot command that issues (or re-issues) the certificate of ``site``.
+
+    ``certonly --webroot``: certbot writes the challenge below ``webroot``, which every TLS
+    site serves at ``/.well-known/acme-challenge/`` on its HTTP port; nginx is never stopped
+    and certbot never edits nginx's configuration.
+    """
+    argv = [acme.get("certbot") or "certbot", "certonly", "--webroot", "--webroot-path", webroot,
+            "--cert-name", site["name"], "--non-interactive", "--agree-tos", "--keep-until-expiring"]
+    for name in site["server_names"]:
+        argv += ["--domain", name]
+    if acme.get("email"):
+        argv += ["--email", acme["email"]]
+    else:
+        argv.append("--register-unsafely-without-email")
+    if acme.get("staging"):
+        argv.append("--staging")
+    elif acme.get("server"):
+        argv += ["--server", acme["server"]]
+    if acme.get("key_type"):
+        argv += ["--key-type", acme["key_type"]]
+    if acme.get("deploy_hook"):
+        argv += ["--deploy-hook", acme["deploy_hook"]]
+    argv += [str(a) for a in acme.get("extra_args") or []]
+    return argv
+
+
+class _Checker:
+    def __init__(self, host):
+        self.host = host
+        self.problems = []
+
+    def fail(self, where, msg):
+        self.problems.append(f"{self.host}: {where}: {msg}")
+
+    def keys(self, where, value, known):
+        if not isinstance(value, dict):
+            self.fail(where, f"must be a mapping, got {type(value).__name__}")
+            return False
+        unknown = sorted(set(value) - known)
+        if unknown:
+            self.fail(where, f"unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(known))})")
+        return True
+
+
+def _status_list(chk, where, value, default):
+    if value is None:
+        return list(default)
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(_int_in(s, 100, 599) for s in items):
+        chk.fail(where, f"must be an HTTP status or a list of them (100-599), got {value!r}")
+        return list(default)
+    return items
+
+
+def normalise_zones(zones, host="localhost"):
+    """Check ``nginx_rate_limit_zones``; returns the zones with defaults filled in."""
+    chk = _Checker(host)
+    out, names = [], set()
+    if not isinstance(zones, list):
+        raise ModelError([f"{host}: nginx_rate_limit_zones: must be a list, got {type(zones).__name__}"])
+    for n, z in enumerate(zones):
+        where = f"nginx_rate_limit_zones[{n}]"
+        if not chk.keys(where, z, ZONE_KEYS):
+            continue
+        zone = {"key": "$binary_remote_addr", "size": "10m", "rate": "10r/s", **z}
+        if not isinstance(zone.get("name"), str) or not IDENT.match(zone["name"]):
+            chk.fail(where, f"name: {zone.get('name')!r} is not a valid zone name (letters, digits, _)")
+        elif zone["name"] in names:
+            chk.fail(where, f"name: zone {zone['name']!r} is defined twice")
+        names.add(zone.get("name"))
+        if not isinstance(zone["key"], str) or not re.match(r"^\$[a-z_]+$", zone["key"]):
+            chk.fail(where, f"key: {zone['key']!r} is not an nginx variable such as $binary_remote_addr")
+        if not isinstance(zone["size"], str) or not SIZE.match(str(zone["size"])):
+            chk.fail(where, f"size: {zone['size']!r} is not a size such as 10m")
+        if not isinstance(zone["rate"], str) or not RATE.match(zone["rate"]):
+            chk.fail(where, f"rate: {zone['rate']!r} is not a rate such as 10r/s or 60r/m")
+        out.append(zone)
+    if chk.problems:
+        raise ModelError(chk.problems)
+    return out
+
+
+def normalise(sites, host="localhost", settings=None):
+    """Check ``sites`` (the ``nginx_sites`` list) and return them with every default filled in.
+
+    ``settings`` (from the role's variables): ``listen`` (default addresses), ``host_addresses``
+    (the host's own addresses; listen addresses must be among them), ``http_port``,
+    ``https_port``, ``www_dir``, ``state_dir``, ``tree``, ``gzip``, ``hsts``, ``headers``
+    (default security headers), ``zones`` (normalised rate-limit zones), ``acme`` (certbot
+    settings), ``acme_issued`` (names of sites whose ACME certificate exists on the host).
+    Raises :class:`ModelError` with every problem found.
+    """
+    s = dict(settings or {})
+    chk = _Checker(host)
+    if sites is None:
+        sites = []
+    if not isinstance(sites, list):
+        raise ModelError([f"{host}: nginx_sites: must be a list of sites, got {type(sites).__name__}"])
+    zones = {z["name"] for z in s.get("zones") or []}
+    host_addrs = {a for a in (parse_address(x) for x in s.get("host_addresses") or []) if a is not None}
+    default_listen = s.get("listen") or []
+    tree = s.get("tree") or "locus"
+    state_dir = (s.get("state_dir") or "/var/lib/locus-nginx").rstrip("/")
+    www_dir = (s.get("www_dir") or "/var/www/locus").rstrip("/")
+    acme = dict(s.get("acme") or {})
+    acme_issued = set(s.get("acme_issued") or [])
+    chk.keys("nginx_acme", acme, ACME_KEYS)
+    out, names = [], {}
+
+    for n, raw in enumerate(sites):
+        label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else "(no name)"
+        where = f"nginx_sites[{n}] ({label})"
+        if not chk.keys(where, raw, SITE_KEYS):
+            continue
+        name = raw.get("name")
+        if not isinstance(name, str) or not SITE_NAME.match(name):
+            chk.fail(where, f"name: {name!r} must be a lower-case DNS name (it names the site's files)")
+            continue
+        if name in names:
+            chk.fail(where, f"name: site {name!r} is defined twice (also nginx_sites[{names[name]}])")
+            continue
+        names[name] = n
+        state = raw.get("state", "present")
+        if state not in ("present", "absent"):
+            chk.fail(where, f"state: {state!r} must be present or absent")
+            continue
+        site = {"name": name, "state": state, "id": site_id(name), "file": f"{tree}/sites/{name}.conf",
+                "default_root": f"{www_dir}/{name}", "self_signed_dir": f"{state_dir}/tls/{name}"}
+        if state == "absent":
+            out.append(site)
+            continue
+        out.append(_present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, state_dir, www_dir, acme,
+                            acme_issued))
+
+    _conflicts(chk, [x for x in out if x["state"] == "present"])
+    if chk.problems:
+        raise ModelError(chk.problems)
+    return out
+
+
+def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, state_dir, www_dir, acme, acme_issued):
+    name = site["name"]
+    # names
+    server_names = raw.get("server_names", [name])
+    if not isinstance(server_names, list) or not server_names:
+        chk.fail(where, f"server_names: must be a non-empty list of names, got {server_names!r}")
+        server_names = [name]
+    for i, sn in enumerate(server_names):
+        if not isinstance(sn, str) or not SERVER_NAME.match(sn):
+            chk.fail(where, f"server_names[{i}]: {sn!r} is not a lower-case DNS name (or *.name)")
+    site["server_names"] = [x for x in server_names if isinstance(x, str)]
+
+    # type
+    kind = raw.get("type", "static")
+    if kind not in ("static", "proxy"):
+        chk.fail(where, f"type: {kind!r} must be static or proxy")
+    site["type"] = kind
+    static_only = [k for k in ("root", "content", "index") if k in raw]
+    proxy_only = [k for k in ("upstreams", "upstream_scheme", "health", "proxy_read_timeout") if k in raw]
+    if kind == "static" and proxy_only:
+        chk.fail(where, f"{proxy_only[0]}: only for type proxy (this site is static)")
+    if kind == "proxy" and static_only:
+        chk.fail(where, f"{static_only[0]}: only for type static (this site is a proxy)")
+
+    # listen
+    listen = raw.get("listen", default_listen)
+    if isinstance(listen, str):
+        listen = [listen]
+    addrs = []
+    if not isinstance(listen, list) or not listen:
+        chk.fail(where, "listen: no address to listen on (give listen, or nginx_listen, or gather facts for the "
+                        "host's default address)")
+        listen = []
+    for i, a in enumerate(listen):
+        addr = parse_address(a) if str(a) != "*" else ipaddress.IPv4Address(0)
+        if addr is None:
+            chk.fail(where, f"listen[{i}]: {a!r} is not an IP address (use 0.0.0.0 or :: to listen on every address)")
+            continue
+        if not addr.is_unspecified and host_addrs and addr not in host_addrs:
+            chk.fail(where, f"listen[{i}]: {addr.compressed} is not an address of this host "
+                            f"(it has {', '.join(sorted(a.compressed for a in host_addrs))})")
+            continue
+        if addr not in addrs:
+            addrs.append(addr)
+    site["listen"] = [listen_form(a) for a in addrs]
+    site["listen_public"] = any(a.is_unspecified for a in addrs)
+    probe_addr = next((a for a in addrs if not a.is_unspecified), None)
+    if probe_addr is None and host_addrs:
+        probe_addr = sorted(host_addrs, key=lambda a: (a.version, a.packed))[0]
+    if probe_addr is None and addrs:
+        probe_addr = ipaddress.ip_address("127.0.0.1") if addrs[0].version == 4 else ipaddress.ip_address("::1")
+    site["probe_address"] = probe_addr.compressed if probe_addr is not None else None
+    for key, default in (("http_port", s.get("http_port", 80)), ("https_port", s.get("https_port", 443))):
+        port = raw.get(key, default)
+        if not _int_in(port, 1, 65535):
+            chk.fail(where, f"{key}: {port!r} must be a port number (1-65535)")
+            port = default
+        site[key] = port
+    if site["http_port"] == site["https_port"]:
+        chk.fail(where, f"https_port: {site['https_port']} is also the http_port")
+
+    # TLS
+    tls = raw.get("tls", "self_signed")
+    if tls is False or tls is None:
+        tls = "none"
+    if isinstance(tls, str):
+        tls = {"mode": tls}
+    if isinstance(tls, dict):
+        chk.keys(f"{where}: tls", tls, TLS_KEYS)
+        tls = dict(tls)
+    else:
+        chk.fail(where, f"tls: must be self_signed, acme, none, false or a mapping, got {tls!r}")
+        tls = {"mode": "none"}
+    mode = tls.get("mode") or ("provided" if "certificate" in tls or "private_key" in tls else "self_signed")
+    if mode not in TLS_MODES:
+        chk.fail(where, f"tls.mode: {mode!r} must be one of {', '.join(TLS_MODES)}")
+        mode = "none"
+    redirect = tls.get("redirect_http", True)
+    if not _is_bool(redirect):
+        chk.fail(where, f"tls.redirect_http: {redirect!r} must be true or false")
+        redirect = True
+    t = {"mode": mode, "enabled": mode != "none", "redirect_http": bool(redirect) and mode != "none"}
+    selfsigned = {"certificate": f"{state_dir}/tls/{name}/cert.pem", "private_key": f"{state_dir}/tls/{name}/key.pem"}
+    if mode == "provided":
+        for key in ("certificate", "private_key"):
+            val = tls.get(key)
+            marker = "CERTIFICATE-----" if key == "certificate" else "PRIVATE KEY-----"
+            if not isinstance(val, str) or marker not in val:
+                chk.fail(where, f"tls.{key}: must be the PEM text (-----BEGIN ...{marker}) for tls mode provided")
+        t["certificate_pem"] = tls.get("certificate") or ""
+        t["private_key_pem"] = tls.get("private_key") or ""
+        t["certificate"] = f"{tree}/tls/{name}.crt"
+        t["private_key"] = f"{tree}/tls/{name}.key"
+    elif mode in ("self_signed", "acme"):
+        extra = sorted(k for k in ("certificate", "private_key") if k in tls)
+        if extra:
+            chk.fail(where, f"tls.{extra[0]}: only for tls mode provided (this site is {mode})")
+        t["self_signed"] = True  # acme sites serve a self-signed certificate until theirs is issued
+        t.update(selfsigned)
+        if mode == "acme":
+            t["acme_issued"] = name in acme_issued
+            t["acme_live"] = f"/etc/letsencrypt/live/{name}"
+            if t["acme_issued"]:
+                t["certificate"] = f"/etc/letsencrypt/live/{name}/fullchain.pem"
+                t["private_key"] = f"/etc/letsencrypt/live/{name}/privkey.pem"
+            bad = [x for x in site["server_names"] if x.startswith("*.")]
+            if bad:
+                chk.fail(where, f"server_names: {bad[0]} - a wildcard name needs a DNS-01 challenge, ACME here uses webroot (HTTP-01)")
+            t["certbot"] = certbot_argv(site, acme, f"{state_dir}/acme")
+    site["tls"] = t
+
+    # HSTS and headers
+    hsts = raw.get("hsts", s.get("hsts", True))
+    if hsts is True:
+        hsts = {}
+    if hsts is False or not t["enabled"]:
+        site["hsts"] = None
+    elif chk.keys(f"{where}: hsts", hsts, HSTS_KEYS):
+        h = {"max_age": 31536000, "include_subdomains": True, "preload": False, **(s.get("hsts_defaults") or {}), **hsts}
+        if not _int_in(h["max_age"], 0, 10 ** 9):
+            chk.fail(where, f"hsts.max_age: {h['max_age']!r} must be seconds (an integer)")
+        value = f"max-age={h['max_age']}" + ("; includeSubDomains" if h["include_subdomains"] else "") + (
+            "; preload" if h["preload"] else "")
+        site["hsts"] = value
+    else:
+        site["hsts"] = None
+    headers = {}
+    for hname, hval in (s.get("headers") or {}).items():
+        headers[hname.lower()] = (hname, hval)
+    csp = raw.get("csp")
+    if csp is not None:
+        if not isinstance(csp, str) or '"' in csp or not csp.strip():
+            chk.fail(where, f"csp: {csp!r} must be a Content-Security-Policy value without double quotes")
+        else:
+            headers["content-security-policy"] = ("Content-Security-Policy", csp)
+    extra_headers = raw.get("headers", {})
+    if not isinstance(extra_headers, dict):
+        chk.fail(where, f"headers: must be a mapping of header name to value (null removes a default), got {extra_headers!r}")
+        extra_headers = {}
+    for hname, hval in extra_headers.items():
+        if not isinstance(hname, str) or not HEADER_NAME.match(hname):
+            chk.fail(where, f"headers: {hname!r} is not a header name")
+            continue
+        if hname.lower() == "strict-transport-security":
+            chk.fail(where, f"headers: {hname} - set HSTS with the hsts key (it is sent with TLS only)")
+            continue
+        if hval is not None and (not isinstance(hval, (str, int)) or '"' in str(hval)):
+            chk.fail(where, f"headers.{hname}: {hval!r} must be text without double quotes (or null to drop it)")
+            continue
+        headers[hname.lower()] = (hname, hval)
+    site["headers"] = [{"name": k, "value": str(v)} for k, v in sorted(headers.values(), key=lambda kv: kv[0].lower())
+                       if v is not None]
+
+    # static content
+    if kind == "static":
+        root = raw.get("root", site["default_root"])
+        if not isinstance(root, str) or not PATH.match(root) or root.rstrip("/") in ("", "/etc", "/usr", "/var"):
+            chk.fail(where, f"root: {root!r} must be an absolute directory path (no spaces, quotes or ;)")
+            root = site["default_root"]
+        site["root"] = root.rstrip("/")
+        site["root_managed"] = site["root"] == site["default_root"]
+        content = raw.get("content", {})
+        if isinstance(content, str):
+            content = {"index.html": content}
+        if not isinstance(content, dict):
+            chk.fail(where, f"content: must be the text of index.html or a mapping of file -> text, got {type(content).__name__}")
+            content = {}
+        files = []
+        for rel, text in content.items():
+            if not isinstance(rel, str) or not REL_FILE.match(rel):
+                chk.fail(where, f"content: {rel!r} must be a relative file path inside the root")
+                continue
+            if not isinstance(text, str):
+                chk.fail(where, f"content.{rel}: must be text")
+                continue
+            files.append({"path": rel, "content": text})
+        site["content"] = sorted(files, key=lambda f: f["path"])
+        index = raw.get("index", ["index.html"])
+        if isinstance(index, str):
+            index = [index]
+        if not isinstance(index, list) or not all(isinstance(i, str) and re.match(r"^[A-Za-z0-9._-]+$", i) for i in index):
+            chk.fail(where, f"index: {index!r} must be a list of file names")
+            index = ["index.html"]
+        site["index"] = index
+
+    # reverse proxy
+    if kind == "proxy":
+        ups = raw.get("upstreams")
+        if not isinstance(ups, list) or not ups:
+            chk.fail(where, "upstreams: a proxy site needs at least one upstream (address:port)")
+            ups = []
+        health = raw.get("health", {})
+        if health is None:
+            health = {}
+        if not chk.keys(f"{where}: health", health, HEALTH_KEYS):
+            health = {}
+        hmax = health.get("max_fails", 3)
+        hto = health.get("fail_timeout", "10s")
+        if not _int_in(hmax, 0, 1000):
+            chk.fail(where, f"health.max_fails: {hmax!r} must be an integer 0-1000")
+        if not DURATION.match(str(hto)):
+            chk.fail(where, f"health.fail_timeout: {hto!r} must be a duration such as 10s")
+        hpath = health.get("path", "/")
+        if not isinstance(hpath, str) or not PATH.match(hpath):
+            chk.fail(where, f"health.path: {hpath!r} must be an absolute URL path")
+            hpath = "/"
+        site["health"] = {"path": hpath, "status": _status_list(chk, f"{where}: health.status", health.get("status"), [200]),
+                          "max_fails": hmax, "fail_timeout": str(hto)}
+        servers = []
+        for i, u in enumerate(ups):
+            if isinstance(u, str):
+                u = {"address": u}
+            if not chk.keys(f"{where}: upstreams[{i}]", u, UPSTREAM_KEYS):
+                continue
+            addr = parse_host_port(u.get("address", ""))
+            if addr is None:
+                chk.fail(where, f"upstreams[{i}]: {u.get('address')!r} is not an address:port "
+                                "(e.g. 127.0.0.1:8080 or [::1]:8080) or unix:/path")
+                continue
+            weight = u.get("weight", 1)
+            if not _int_in(weight, 1, 1000):
+                chk.fail(where, f"upstreams[{i}].weight: {weight!r} must be an integer 1-1000")
+            backup = u.get("backup", False)
+            if not _is_bool(backup):
+                chk.fail(where, f"upstreams[{i}].backup: {backup!r} must be true or false")
+            mf = u.get("max_fails", hmax)
+            ft = u.get("fail_timeout", hto)
+            if not _int_in(mf, 0, 1000) or not DURATION.match(str(ft)):
+                chk.fail(where, f"upstreams[{i}]: max_fails must be an integer and fail_timeout a duration")
+            servers.append({"address": addr, "weight": weight, "backup": bool(backup), "max_fails": mf,
+                            "fail_timeout": str(ft)})
+        if servers and all(x["backup"] for x in servers):
+            chk.fail(where, "upstreams: every upstream is a backup; at least one must be a primary")
+        site["upstreams"] = servers
+        scheme = raw.get("upstream_scheme", "http")
+        if scheme not in ("http", "https"):
+            chk.fail(where, f"upstream_scheme: {scheme!r} must be http or https")
+        site["upstream_scheme"] = scheme
+        rto = raw.get("proxy_read_timeout", "60s")
+        if not DURATION.match(str(rto)):
+            chk.fail(where, f"proxy_read_timeout: {rto!r} must be a duration such as 60s")
+        site["proxy_read_timeout"] = str(rto)
+
+    # rate limiting
+    rl = raw.get("rate_limit")
+    if isinstance(rl, str):
+        rl = {"zone": rl}
+    if rl is None:
+        site["rate_limit"] = None
+    elif chk.keys(f"{where}: rate_limit", rl, RATE_KEYS):
+        zone = rl.get("zone")
+        if zone not in zones:
+            chk.fail(where, f"rate_limit.zone: {zone!r} is not defined in nginx_rate_limit_zones "
+                            f"(defined: {', '.join(sorted(zones)) or 'none'})")
+        burst = rl.get("burst", 10)
+        if not _int_in(burst, 0, 100000):
+            chk.fail(where, f"rate_limit.burst: {burst!r} must be an integer >= 0")
+        nodelay = rl.get("nodelay", True)
+        if not _is_bool(nodelay):
+            chk.fail(where, f"rate_limit.nodelay: {nodelay!r} must be true or false")
+        site["rate_limit"] = {"zone": zone, "burst": burst, "nodelay": bool(nodelay)}
+    else:
+        site["rate_limit"] = None
+
+    gzip = raw.get("gzip", s.get("gzip", True))
+    if not _is_bool(gzip):
+        chk.fail(where, f"gzip: {gzip!r} must be true or false")
+    site["gzip"] = bool(gzip)
+
+    # basic auth
+    auth = raw.get("auth")
+    site["auth"] = None
+    if auth is not None and chk.keys(f"{where}: auth", auth, AUTH_KEYS):
+        users = auth.get("users")
+        ok_users = []
+        if not isinstance(users, list) or not users:
+            chk.fail(where, "auth.users: basic auth needs at least one user (name and password or password_hash)")
+            users = []
+        for i, u in enumerate(users):
+            if not chk.keys(f"{where}: auth.users[{i}]", u, USER_KEYS):
+                continue
+            if not isinstance(u.get("name"), str) or not USER_NAME.match(u["name"]):
+                chk.fail(where, f"auth.users[{i}].name: {u.get('name')!r} must be a name without ':' or spaces")
+                continue
+            if bool(u.get("password")) == bool(u.get("password_hash")):
+                chk.fail(where, f"auth.users[{i}] ({u['name']}): give exactly one of password and password_hash")
+                continue
+            if u.get("password_hash") and not re.match(r"^(\$[0-9a-z]+\$|\{[A-Z0-9-]+\})\S+$", str(u["password_hash"])):
+                chk.fail(where, f"auth.users[{i}] ({u['name']}).password_hash: not a crypt(3) hash such as $6$...")
+                continue
+            ok_users.append({k: u[k] for k in ("name", "password", "password_hash") if u.get(k)})
+        realm = auth.get("realm", "Restricted")
+        if not isinstance(realm, str) or '"' in realm or not realm:
+            chk.fail(where, f"auth.realm: {realm!r} must be text without double quotes")
+        plain = auth.get("allow_plain_http", False)
+        if not t["enabled"] and plain is not True:
+            chk.fail(where, "auth: basic auth over plain HTTP sends passwords in clear text; use TLS "
+                            "(or set auth.allow_plain_http: true)")
+        site["auth"] = {"realm": realm, "users": ok_users, "file": f"{tree}/auth/{name}.htpasswd"}
+
+    directives = raw.get("extra_directives", [])
+    if isinstance(directives, str):
+        directives = [directives]
+    if not isinstance(directives, list) or not all(isinstance(d, str) for d in directives):
+        chk.fail(where, "extra_directives: must be a list of nginx directives (text)")
+        directives = []
+    site["extra_directives"] = [d.strip() if d.strip().endswith(("}", ";")) else d.strip() + ";" for d in directives if d.strip()]
+
+    # the probe after a reload
+    probe = raw.get("probe", {})
+    if probe is False:
+        site["probe"] = None
+    elif chk.keys(f"{where}: probe", probe if probe is not None else {}, PROBE_KEYS):
+        probe = probe or {}
+        if site["auth"]:
+            default_status, default_path = [401], "/"
+        elif kind == "proxy":
+            default_status, default_path = site["health"]["status"], site["health"]["path"]
+        elif any(f["path"] in site.get("index", []) for f in site.get("content", [])):
+            default_status, default_path = [200], "/"
+        else:  # content deployed by others: served at all is what can be asked
+            default_status, default_path = [200, 403, 404], "/"
+        ppath = probe.get("path", default_path)
+        if not isinstance(ppath, str) or not PATH.match(ppath):
+            chk.fail(where, f"probe.path: {ppath!r} must be an absolute URL path")
+            ppath = "/"
+        status = _status_list(chk, f"{where}: probe.status", probe.get("status"), default_status)
+        site["probe"] = {"path": ppath, "status": status}
+    else:
+        site["probe"] = None
+    return site
+
+
+def _conflicts(chk, present):
+    """A server name served twice on one address:port: nginx would warn and ignore one of them."""
+    seen = {}
+    for site in present:
+        ports = [site["https_port"], site["http_port"]] if site.get("tls", {}).get("enabled") else [site.get("http_port")]
+        for addr in site.get("listen", []):
+            for port in ports:
+                for sn in site.get("server_names", []):
+                    key = (addr, port, sn)
+                    if key in seen and seen[key] != site["name"]:
+                        chk.fail(f"site {site['name']}", f"server_names: {sn} on {addr}:{port} is also served by site "
+                                                         f"{seen[key]} (nginx would ignore one of them)")
+                    seen.setdefault(key, site["name"])
+
+
+def listeners(sites):
+    """The (address, port, ssl) sockets the present sites use - each gets a default server that
+    answers no unknown name (HTTP: 444, closes the connection; TLS: handshake rejected)."""
+    out = set()
+    for site in sites:
+        if site["state"] != "present":
+            continue
+        for addr in site["listen"]:
+            out.add((addr, site["http_port"], False))
+            if site["tls"]["enabled"]:
+                out.add((addr, site["https_port"], True))
+    return [{"address": a, "port": p, "ssl": s} for a, p, s in sorted(out)]
+
+
+def probes(sites):
+    """The probes of the present sites, in the form locus.infra.nginx_tree takes."""
+    out = []
+    for site in sites:
+        if site["state"] != "present" or not site.get("probe") or not site.get("probe_address"):
+            continue
+        tls = site["tls"]["enabled"]
+        out.append({"name": site["name"], "address": site["probe_address"],
+                    "port": site["https_port"] if tls else site["http_port"], "scheme": "https" if tls else "http",
+                    "server_name": site["server_names"][0].replace("*.", "probe.", 1), "path": site["probe"]["path"], "status": site["probe"]["status"]})
+    return out

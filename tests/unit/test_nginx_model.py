@@ -1,0 +1,349 @@
+"""locus.infra.nginx without a host: the site data model, the certbot command, the rendered
+site files as the guard reads them, and the tree comparison, password files and probes."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from ansible_collections.locus.infra.plugins.filter import nginx as nginx_filter
+from ansible_collections.locus.infra.plugins.module_utils import _guard_rules as rules
+from ansible_collections.locus.infra.plugins.module_utils import _nginx_model as model
+from ansible_collections.locus.infra.plugins.module_utils import _nginx_tree as tree
+from ansible_collections.locus.infra.plugins.module_utils import _policy
+
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "nginx"
+SETTINGS = {
+    "listen": ["10.77.0.21"],
+    "host_addresses": ["10.77.0.21", "fd77::21", "127.0.0.1", "::1"],
+    "headers": {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                "Referrer-Policy": "strict-origin-when-cross-origin"},
+    "zones": [{"name": "per_client", "key": "$binary_remote_addr", "size": "10m", "rate": "5r/s"}],
+    "acme": {"email": "ops@example.org", "deploy_hook": "systemctl reload nginx"},
+}
+
+
+def normalise(sites, **settings):
+    return model.normalise(sites, "web1", {**SETTINGS, **settings})
+
+
+def problems(sites, **settings):
+    with pytest.raises(model.ModelError) as exc:
+        normalise(sites, **settings)
+    return exc.value.problems
+
+
+# ------------------------------------------------------------------ the data model -------------
+def test_the_lab_sites_get_their_defaults():
+    static, proxy, gone = normalise([
+        {"name": "www.lab.example", "tls": "self_signed", "csp": "default-src 'self'", "content": "<h1>hi</h1>"},
+        {"name": "app.lab.example", "type": "proxy", "upstreams": ["127.0.0.1:8081", {"address": "[::1]:8082", "backup": True}],
+         "health": {"path": "/healthz"}, "rate_limit": "per_client"},
+        {"name": "old.lab.example", "state": "absent"},
+    ])
+    assert static["listen"] == ["10.77.0.21"] and not static["listen_public"]
+    assert static["server_names"] == ["www.lab.example"]
+    assert static["root"] == "/var/www/locus/www.lab.example" and static["root_managed"]
+    assert static["content"] == [{"path": "index.html", "content": "<h1>hi</h1>"}]
+    assert static["tls"]["certificate"] == "/var/lib/locus-nginx/tls/www.lab.example/cert.pem"
+    assert static["tls"]["redirect_http"] is True
+    assert static["hsts"] == "max-age=31536000; includeSubDomains"
+    assert {h["name"]: h["value"] for h in static["headers"]} == {
+        "Content-Security-Policy": "default-src 'self'", "Referrer-Policy": "strict-origin-when-cross-origin",
+        "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+    assert static["probe"] == {"path": "/", "status": [200]}
+    assert [u["address"] for u in proxy["upstreams"]] == ["127.0.0.1:8081", "[::1]:8082"]
+    assert proxy["upstreams"][1]["backup"] and proxy["upstreams"][0]["max_fails"] == 3
+    assert proxy["probe"] == {"path": "/healthz", "status": [200]}
+    assert proxy["rate_limit"] == {"zone": "per_client", "burst": 10, "nodelay": True}
+    assert gone == {"name": "old.lab.example", "state": "absent", "id": "site_old_lab_example",
+                    "file": "locus/sites/old.lab.example.conf", "default_root": "/var/www/locus/old.lab.example",
+                    "self_signed_dir": "/var/lib/locus-nginx/tls/old.lab.example"}
+
+
+def test_headers_can_be_overridden_and_dropped_and_auth_changes_the_probe():
+    (site,) = normalise([{"name": "a.example", "headers": {"X-Frame-Options": "SAMEORIGIN", "Referrer-Policy": None},
+                          "hsts": {"max_age": 600, "include_subdomains": False},
+                          "auth": {"users": [{"name": "alice", "password": "pw-123456"}]}}])
+    assert {h["name"]: h["value"] for h in site["headers"]} == {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "SAMEORIGIN"}
+    assert site["hsts"] == "max-age=600"
+    assert site["auth"]["file"] == "locus/auth/a.example.htpasswd"
+    assert site["probe"]["status"] == [401]
+
+
+def test_a_static_site_without_its_index_is_probed_for_being_served_at_all():
+    empty, custom = normalise([{"name": "a.example"}, {"name": "b.example", "content": {"app.html": "x"}, "index": ["app.html"]}])
+    assert empty["probe"] == {"path": "/", "status": [200, 403, 404]}
+    assert custom["probe"] == {"path": "/", "status": [200]}
+
+
+def test_no_default_address_and_wildcards_only_when_asked():
+    assert "listen: no address to listen on" in problems([{"name": "a.example"}], listen=[])[0]
+    (site,) = normalise([{"name": "a.example", "listen": ["0.0.0.0", "::"]}])
+    assert site["listen"] == ["0.0.0.0", "[::]"] and site["listen_public"]
+    assert site["probe_address"] == "10.77.0.21"  # probed on the host's own address
+
+
+def test_every_problem_names_host_site_key_and_reason():
+    found = problems([
+        {"name": "www.lab.example", "type": "proxy", "upstreams": ["app"], "colour": "red"},
+        {"name": "b.example", "listen": ["10.9.9.9"], "tls": "none", "auth": {"users": [{"name": "bob", "password": "x1234567"}]}},
+        {"name": "c.example", "rate_limit": {"zone": "nope"}, "server_names": ["C.example"]},
+        {"name": "Bad_Name"},
+        {"name": "www.lab.example"},
+    ])
+    expected = [
+        "web1: nginx_sites[0] (www.lab.example): unknown key(s) colour (known: ",
+        "web1: nginx_sites[0] (www.lab.example): upstreams[0]: 'app' is not an address:port",
+        "web1: nginx_sites[1] (b.example): listen[0]: 10.9.9.9 is not an address of this host (it has 10.77.0.21,",
+        "web1: nginx_sites[1] (b.example): auth: basic auth over plain HTTP sends passwords in clear text",
+        "web1: nginx_sites[2] (c.example): server_names[0]: 'C.example' is not a lower-case DNS name",
+        "web1: nginx_sites[2] (c.example): rate_limit.zone: 'nope' is not defined in nginx_rate_limit_zones (defined: per_client)",
+        "web1: nginx_sites[3] (Bad_Name): name: 'Bad_Name' must be a lower-case DNS name",
+        "web1: nginx_sites[4] (www.lab.example): name: site 'www.lab.example' is defined twice (also nginx_sites[0])",
+    ]
+    for line in expected:
+        assert any(p.startswith(line) for p in found), (line, found)
+    assert len(found) == len(expected)
+
+
+@pytest.mark.parametrize(("site", "fragment"), [
+    ({"name": "a.example", "tls": {"mode": "provided", "certificate": "nope"}}, "tls.certificate: must be the PEM text"),
+    ({"name": "a.example", "tls": "letsencrypt"}, "tls.mode: 'letsencrypt' must be one of"),
+    ({"name": "a.example", "type": "proxy", "upstreams": []}, "upstreams: a proxy site needs at least one upstream"),
+    ({"name": "a.example", "type": "proxy", "upstreams": [{"address": "127.0.0.1:1", "backup": True}]}, "every upstream is a backup"),
+    ({"name": "a.example", "root": "relative/dir"}, "root: 'relative/dir' must be an absolute directory path"),
+    ({"name": "a.example", "content": {"../etc/passwd": "x"}}, "content: '../etc/passwd' must be a relative file path"),
+    ({"name": "a.example", "upstreams": ["127.0.0.1:80"]}, "upstreams: only for type proxy"),
+    ({"name": "a.example", "headers": {"X-Evil": 'a" always; return 200 "pwned'}}, "must be text without double quotes"),
+    ({"name": "a.example", "headers": {"Strict-Transport-Security": "max-age=1"}}, "set HSTS with the hsts key"),
+    ({"name": "a.example", "https_port": 80}, "https_port: 80 is also the http_port"),
+    ({"name": "a.example", "probe": {"status": 999}}, "probe.status: must be an HTTP status"),
+    ({"name": "a.example", "tls": "acme", "server_names": ["*.a.example"]}, "a wildcard name needs a DNS-01 challenge"),
+    ({"name": "a.example", "auth": {"users": [{"name": "x", "password": "p", "password_hash": "$6$a$b"}]}},
+     "give exactly one of password and password_hash"),
+])
+def test_bad_site_data_is_refused(site, fragment):
+    found = problems([site])
+    assert any(fragment in p and p.startswith("web1: nginx_sites[0] (a.example): ") for p in found), found
+
+
+def test_one_name_on_one_socket_twice_is_refused():
+    found = problems([{"name": "a.example", "server_names": ["x.example"]}, {"name": "b.example", "server_names": ["x.example"]}])
+    assert found == ["web1: site b.example: server_names: x.example on 10.77.0.21:443 is also served by site a.example "
+                     "(nginx would ignore one of them)",
+                     "web1: site b.example: server_names: x.example on 10.77.0.21:80 is also served by site a.example "
+                     "(nginx would ignore one of them)"]
+
+
+def test_the_filter_reports_every_problem_in_one_error_and_checks_the_zones():
+    from ansible.errors import AnsibleFilterError
+
+    with pytest.raises(AnsibleFilterError) as exc:
+        nginx_filter.nginx_sites([{"name": "a.example", "gzip": "yes"}, {"name": "b.example", "type": "cgi"}], "web1", SETTINGS)
+    assert str(exc.value).startswith("locus.infra.nginx: 2 problem(s) in the site data:\n")
+    assert "web1: nginx_sites[0] (a.example): gzip: 'yes' must be true or false" in str(exc.value)
+    assert "web1: nginx_sites[1] (b.example): type: 'cgi' must be static or proxy" in str(exc.value)
+    with pytest.raises(AnsibleFilterError, match=r"nginx_rate_limit_zones\[0\]: rate: '5 per second' is not a rate"):
+        nginx_filter.nginx_rate_limit_zones([{"name": "z", "rate": "5 per second"}], "web1")
+
+
+# ------------------------------------------------------------------ ACME ----------------------
+def test_certbot_command_for_an_acme_site():
+    (site,) = normalise([{"name": "shop.example.org", "server_names": ["shop.example.org", "www.shop.example.org"], "tls": "acme"}],
+                        acme={"email": "ops@example.org", "server": "https://acme.internal/directory", "key_type": "ecdsa",
+                              "deploy_hook": "nginx -t -q && systemctl reload nginx", "extra_args": ["--rsa-key-size", "4096"]})
+    assert site["tls"]["certbot"] == [
+        "certbot", "certonly", "--webroot", "--webroot-path", "/var/lib/locus-nginx/acme", "--cert-name", "shop.example.org",
+        "--non-interactive", "--agree-tos", "--keep-until-expiring", "--domain", "shop.example.org",
+        "--domain", "www.shop.example.org", "--email", "ops@example.org", "--server", "https://acme.internal/directory",
+        "--key-type", "ecdsa", "--deploy-hook", "nginx -t -q && systemctl reload nginx", "--rsa-key-size", "4096"]
+    # Until issued, the site serves its self-signed certificate; afterwards certbot's files.
+    assert site["tls"]["certificate"] == "/var/lib/locus-nginx/tls/shop.example.org/cert.pem"
+    (issued,) = normalise([{"name": "shop.example.org", "tls": "acme"}], acme_issued=["shop.example.org"])
+    assert issued["tls"]["certificate"] == "/etc/letsencrypt/live/shop.example.org/fullchain.pem"
+    assert issued["tls"]["private_key"] == "/etc/letsencrypt/live/shop.example.org/privkey.pem"
+
+
+def test_certbot_without_email_and_on_staging():
+    argv = model.certbot_argv({"name": "a.example", "server_names": ["a.example"]}, {"staging": True, "server": "ignored"}, "/w")
+    assert "--register-unsafely-without-email" in argv and "--staging" in argv and "--server" not in argv
+
+
+# ------------------------------------------------------------------ rendered files, as the guard reads them
+def render_site(site):
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / "templates")), trim_blocks=True,
+                             undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - nginx config, not HTML
+    env.filters["bool"] = bool
+    return env.get_template("site.conf.j2").render(site=site, nginx_http2=True, nginx_state_dir="/var/lib/locus-nginx")
+
+
+def findings(before, after, path="/etc/nginx/locus/sites/a.example.conf"):
+    change = rules.normalise([{"host": "web1", "task": "apply", "diff": {"before": before, "after": after, "before_header": path}}])
+    return sorted({f["rule"] for f in rules.analyse_changes(change, _policy.load_policy().data["analysers"])})
+
+
+def test_rendered_sites_are_plain_to_the_guard():
+    base = {"name": "a.example", "auth": {"users": [{"name": "alice", "password": "pw-123456"}]}}
+    (site,) = normalise([base])
+    text = render_site(site)
+    assert "    listen 10.77.0.21:443 ssl http2;\n" in text
+    assert "    return 301 https://$host$request_uri;\n" in text
+    assert '    add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;\n' in text
+    assert "    auth_basic_user_file locus/auth/a.example.htpasswd;\n" in text
+    assert findings("", text) == []  # a new site on the host's own address: nothing to flag
+    (public,) = normalise([{**base, "listen": ["0.0.0.0"]}])
+    assert findings(text, render_site(public)) == ["public_bind"]
+    (no_auth,) = normalise([{"name": "a.example"}])
+    assert findings(text, render_site(no_auth)) == ["auth_removed"]
+    (no_tls,) = normalise([{**base, "tls": "none", "auth": {**base["auth"], "allow_plain_http": True}}])
+    assert "tls_removed" in findings(text, render_site(no_tls))
+    assert findings(text, "") == []  # removing the whole site exposes nothing
+
+
+def test_rendered_proxy_site():
+    (site,) = normalise([{"name": "a.example", "type": "proxy", "upstreams": ["127.0.0.1:8081", {"address": "unix:/run/app.sock", "weight": 2}],
+                          "tls": {"mode": "self_signed", "redirect_http": False}, "extra_directives": ["client_max_body_size 5m"]}])
+    text = render_site(site)
+    assert "upstream site_a_example {\n    server 127.0.0.1:8081 max_fails=3 fail_timeout=10s;\n" in text
+    assert "    server unix:/run/app.sock weight=2 max_fails=3 fail_timeout=10s;\n" in text
+    assert "    listen 10.77.0.21:443 ssl http2;\n    listen 10.77.0.21:80;\n" in text  # one server, both ports
+    assert "return 301" not in text
+    assert "        proxy_pass http://site_a_example;\n" in text
+    assert "        proxy_hide_header X-Frame-Options;\n" in text
+    assert "    client_max_body_size 5m;\n" in text
+
+
+# ------------------------------------------------------------------ the tree ------------------
+def test_compare_reports_added_changed_removed_and_hides_secrets(tmp_path):
+    conf = tmp_path / "nginx"
+    tree.write_tree(str(conf), [tree.Entry("nginx.conf", "main\n", 0o644),
+                                tree.Entry("locus/sites/a.conf", "a\n", 0o644),
+                                tree.Entry("locus/sites/gone.conf", "gone\n", 0o644),
+                                tree.Entry("locus/tls/a.key", "OLD KEY\n", 0o600, secret=True)], "locus")
+    live = tree.read_live(str(conf), "nginx.conf", "locus")
+    assert set(live) == {"nginx.conf", "locus/sites/a.conf", "locus/sites/gone.conf", "locus/tls/a.key"}
+    assert (conf / "locus" / "sites").stat().st_mode & 0o777 == 0o755
+    desired = [tree.Entry("nginx.conf", "main\n", 0o644), tree.Entry("locus/sites/a.conf", "a2\n", 0o644),
+               tree.Entry("locus/sites/b.conf", "b\n", 0o640), tree.Entry("locus/tls/a.key", "NEW KEY\n", 0o600, secret=True)]
+    changes, diffs = tree.compare(desired, live, str(conf))
+    assert [(c["path"].replace(str(conf), ""), c["action"]) for c in changes] == [
+        ("/locus/sites/a.conf", "changed"), ("/locus/sites/b.conf", "added"), ("/locus/sites/gone.conf", "removed"),
+        ("/locus/tls/a.key", "changed")]
+    key_diff = diffs[-1]
+    assert "KEY" not in key_diff["before"] + key_diff["after"]
+    assert key_diff["before"].startswith("(secret content not shown, sha256 ") and key_diff["before"] != key_diff["after"]
+    assert diffs[0] == {"before_header": f"{conf}/locus/sites/a.conf", "after_header": f"{conf}/locus/sites/a.conf",
+                        "before": "a\n", "after": "a2\n"}
+    same, _diffs = tree.compare([tree.Entry(p, c[0], c[1]) for p, c in live.items()], live, str(conf))
+    assert same == []
+    mode_only, mode_diff = tree.compare([tree.Entry("nginx.conf", "main\n", 0o600)], {"nginx.conf": live["nginx.conf"]}, str(conf))
+    assert mode_only[0]["what"] == ["mode 0o644 -> 0o600"] and mode_diff[0]["after"].endswith("# mode 0o600\n")
+
+
+@pytest.mark.parametrize(("path", "ok"), [("nginx.conf", True), ("locus/sites/a.conf", True), ("locus/../x", False),
+                                          ("/etc/passwd", False), ("sites-enabled/default", False), ("locus", False)])
+def test_paths_stay_inside_the_tree(path, ok):
+    if ok:
+        assert tree.check_relpath(path, "nginx.conf", "locus") == path
+    else:
+        with pytest.raises(ValueError):
+            tree.check_relpath(path, "nginx.conf", "locus")
+
+
+def test_password_file_keeps_a_matching_hash_and_rehashes_a_new_password():
+    first = tree.htpasswd_content([{"name": "alice", "password": "s3cret-pw"}], "")
+    name, field = first.strip().split(":", 1)
+    assert name == "alice" and field.startswith("$6$")
+    salt = field.split("$")[2]
+    assert tree.openssl_passwd("s3cret-pw", salt) == field  # what nginx's crypt() will compute
+    assert tree.htpasswd_content([{"name": "alice", "password": "s3cret-pw"}], first) == first
+    changed = tree.htpasswd_content([{"name": "alice", "password": "other-pw"}], first)
+    assert changed != first and changed.startswith("alice:$6$")
+    given = tree.htpasswd_content([{"name": "bob", "password_hash": "$6$abc$xyz"}], first)
+    assert given == "bob:$6$abc$xyz\n"
+
+
+def test_nginx_messages_name_the_live_files():
+    out = 'nginx: [emerg] unknown directive "x" in /etc/nginx/.locus-stage-ab12/locus/sites/a.conf:3'
+    assert tree.relabel(out, "/etc/nginx/.locus-stage-ab12", "/etc/nginx") == \
+        'nginx: [emerg] unknown directive "x" in /etc/nginx/locus/sites/a.conf:3'
+
+
+def test_a_reload_refused_only_for_held_sockets_means_restart():
+    held = ["2026/11/21 09:36:27 [emerg] 259#259: bind() to 10.77.0.21:80 failed (98: Address already in use)",
+            "2026/11/21 09:36:27 [emerg] 259#259: still could not bind()"]
+    assert tree.bind_conflict(held)
+    assert not tree.bind_conflict(held + ['[emerg] 1#1: host not found in upstream "app:80"'])
+    assert not tree.bind_conflict([])
+
+
+# ------------------------------------------------------------------ probes (loopback) ---------
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the http.server API
+        body = f"host={self.headers['Host']} path={self.path}".encode()
+        self.send_response(200 if self.path != "/missing" else 404)
+        self.send_header("X-Test", "yes")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_probe_sends_the_site_name_and_reports_status_and_headers(http_server):
+    res = tree.probe("127.0.0.1", http_server, "http", "www.example.org", "/x?y=1")
+    assert res["status"] == 200 and res["error"] is None
+    assert res["headers"]["x-test"] == "yes"
+    assert res["body"] == f"host=www.example.org:{http_server} path=/x?y=1"
+    waited = tree.probe_until({"address": "127.0.0.1", "port": http_server, "scheme": "http", "path": "/missing",
+                               "status": [200]}, timeout=0.6)
+    assert waited["status"] == 404 and not waited["passed"] and waited["expected"] == [200]
+
+
+def test_probe_reports_a_closed_port_as_an_error():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = tree.probe("127.0.0.1", port, "https", "x.example", timeout=2)
+    assert res["status"] is None and res["error"].startswith("ConnectionRefusedError")
+
+
+def test_the_role_documents_every_default():
+    import yaml
+
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    assert set(defaults) == set(spec), set(defaults) ^ set(spec)
+    assert os.path.isfile(ROLE / "tasks" / "main.yml")
+
+
+def test_ansible_doc_works_for_the_nginx_plugins_and_role():
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    for args in (["locus.infra.nginx_tree"], ["locus.infra.nginx_probe"], ["-t", "filter", "locus.infra.nginx_sites"],
+                 ["-t", "filter", "locus.infra.nginx_listeners"], ["-t", "filter", "locus.infra.nginx_probes"],
+                 ["-t", "filter", "locus.infra.nginx_rate_limit_zones"], ["-t", "role", "locus.infra.nginx"]):
+        proc = subprocess.run([str(bin_dir / "ansible-doc"), *args], capture_output=True, text=True,
+                              cwd=ROLE.parents[1], check=False)
+        assert proc.returncode == 0 and args[-1] in proc.stdout, (args, proc.stderr)
