@@ -43,8 +43,12 @@ class StoreError(Exception):
     """The store cannot be opened or written: the message says what and where."""
 
 
-# Each migration: (version, description, {"sqlite": [sql, ...], "postgresql": [sql, ...]}).
-# Append only; never edit a released entry.
+# Each migration: (version, description, statements). Statements are written once, with
+# {bigint} for a 64-bit integer (SQLite: INTEGER, PostgreSQL: BIGINT); where the engines need
+# different SQL (triggers), statements is a dict per engine. Append only; never edit a
+# released entry.
+_BIGINT = {"sqlite": "INTEGER", "postgresql": "BIGINT"}
+
 MIGRATIONS = [
     (
         1,
@@ -52,10 +56,10 @@ MIGRATIONS = [
         {
             "sqlite": [
                 """CREATE TABLE locus_ref_sequence (
-                       action TEXT NOT NULL, day TEXT NOT NULL, last_seq INTEGER NOT NULL,
+                       action TEXT NOT NULL, day TEXT NOT NULL, last_seq {bigint} NOT NULL,
                        PRIMARY KEY (action, day))""",
                 """CREATE TABLE locus_audit (
-                       position INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE,
+                       position {bigint} PRIMARY KEY, tag TEXT NOT NULL UNIQUE,
                        ts TEXT NOT NULL, subject TEXT NOT NULL, data TEXT NOT NULL,
                        prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
                 # Append-only for anyone going through SQL; the hash chain catches the rest.
@@ -66,10 +70,10 @@ MIGRATIONS = [
             ],
             "postgresql": [
                 """CREATE TABLE locus_ref_sequence (
-                       action TEXT NOT NULL, day TEXT NOT NULL, last_seq BIGINT NOT NULL,
+                       action TEXT NOT NULL, day TEXT NOT NULL, last_seq {bigint} NOT NULL,
                        PRIMARY KEY (action, day))""",
                 """CREATE TABLE locus_audit (
-                       position BIGINT PRIMARY KEY, tag TEXT NOT NULL UNIQUE,
+                       position {bigint} PRIMARY KEY, tag TEXT NOT NULL UNIQUE,
                        ts TEXT NOT NULL, subject TEXT NOT NULL, data TEXT NOT NULL,
                        prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
                 """CREATE FUNCTION locus_audit_append_only() RETURNS trigger AS $$
@@ -82,77 +86,52 @@ MIGRATIONS = [
     (
         2,
         "memo of values computed once per run (lookups re-run at every templating)",
-        {
-            "sqlite": [
-                """CREATE TABLE locus_memo (
-                       scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, created TEXT NOT NULL,
-                       PRIMARY KEY (scope, key))""",
-            ],
-            "postgresql": [
-                """CREATE TABLE locus_memo (
-                       scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, created TEXT NOT NULL,
-                       PRIMARY KEY (scope, key))""",
-            ],
-        },
+        [
+            """CREATE TABLE locus_memo (
+                   scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, created TEXT NOT NULL,
+                   PRIMARY KEY (scope, key))""",
+        ],
     ),
     (
         3,
         "agents: response cache and budget ledger (see _agent.py, _budget.py)",
-        {
-            "sqlite": [
-                """CREATE TABLE locus_agent_cache (
-                       key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL,
-                       response TEXT NOT NULL, source_tag TEXT NOT NULL, created TEXT NOT NULL)""",
-                # Amounts in integer micro-USD: no float drift when the ledger is added up.
-                """CREATE TABLE locus_agent_ledger (
-                       id TEXT PRIMARY KEY, day TEXT NOT NULL, ts TEXT NOT NULL, agent TEXT NOT NULL,
-                       backend TEXT NOT NULL, model TEXT NOT NULL, lane TEXT NOT NULL, state TEXT NOT NULL,
-                       estimate_micro_usd INTEGER NOT NULL, estimate_tokens INTEGER NOT NULL,
-                       input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
-                       cost_micro_usd INTEGER NOT NULL DEFAULT 0, tag TEXT)""",
-                "CREATE INDEX locus_agent_ledger_day ON locus_agent_ledger (day, agent)",
-            ],
-            "postgresql": [
-                """CREATE TABLE locus_agent_cache (
-                       key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL,
-                       response TEXT NOT NULL, source_tag TEXT NOT NULL, created TEXT NOT NULL)""",
-                """CREATE TABLE locus_agent_ledger (
-                       id TEXT PRIMARY KEY, day TEXT NOT NULL, ts TEXT NOT NULL, agent TEXT NOT NULL,
-                       backend TEXT NOT NULL, model TEXT NOT NULL, lane TEXT NOT NULL, state TEXT NOT NULL,
-                       estimate_micro_usd BIGINT NOT NULL, estimate_tokens BIGINT NOT NULL,
-                       input_tokens BIGINT NOT NULL DEFAULT 0, output_tokens BIGINT NOT NULL DEFAULT 0,
-                       cost_micro_usd BIGINT NOT NULL DEFAULT 0, tag TEXT)""",
-                "CREATE INDEX locus_agent_ledger_day ON locus_agent_ledger (day, agent)",
-            ],
-        },
+        [
+            """CREATE TABLE locus_agent_cache (
+                   key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL,
+                   response TEXT NOT NULL, source_tag TEXT NOT NULL, created TEXT NOT NULL)""",
+            # Amounts in integer micro-USD: no float drift when the ledger is added up.
+            """CREATE TABLE locus_agent_ledger (
+                   id TEXT PRIMARY KEY, day TEXT NOT NULL, ts TEXT NOT NULL, agent TEXT NOT NULL,
+                   backend TEXT NOT NULL, model TEXT NOT NULL, lane TEXT NOT NULL, state TEXT NOT NULL,
+                   estimate_micro_usd {bigint} NOT NULL, estimate_tokens {bigint} NOT NULL,
+                   input_tokens {bigint} NOT NULL DEFAULT 0, output_tokens {bigint} NOT NULL DEFAULT 0,
+                   cost_micro_usd {bigint} NOT NULL DEFAULT 0, tag TEXT)""",
+            "CREATE INDEX locus_agent_ledger_day ON locus_agent_ledger (day, agent)",
+        ],
     ),
     (
         4,
         "guard: emergency halt state and approvals already used (see _guard.py, _approval.py)",
-        {
-            "sqlite": [
-                # One row: the current halt (its HALT tag and reason) and the halt epoch, which
-                # every halt increments so that approvals given before it are void.
-                """CREATE TABLE locus_guard_halt (
-                       id INTEGER PRIMARY KEY CHECK (id = 1), halted INTEGER NOT NULL,
-                       tag TEXT, reason TEXT, since TEXT, by_user TEXT, epoch INTEGER NOT NULL)""",
-                "INSERT INTO locus_guard_halt (id, halted, epoch) VALUES (1, 0, 0)",
-                """CREATE TABLE locus_guard_approval_used (
-                       ref TEXT PRIMARY KEY, used_at TEXT NOT NULL, approval_tag TEXT NOT NULL,
-                       method TEXT NOT NULL)""",
-            ],
-            "postgresql": [
-                """CREATE TABLE locus_guard_halt (
-                       id INTEGER PRIMARY KEY CHECK (id = 1), halted INTEGER NOT NULL,
-                       tag TEXT, reason TEXT, since TEXT, by_user TEXT, epoch BIGINT NOT NULL)""",
-                "INSERT INTO locus_guard_halt (id, halted, epoch) VALUES (1, 0, 0)",
-                """CREATE TABLE locus_guard_approval_used (
-                       ref TEXT PRIMARY KEY, used_at TEXT NOT NULL, approval_tag TEXT NOT NULL,
-                       method TEXT NOT NULL)""",
-            ],
-        },
+        [
+            # One row: the current halt (its HALT tag and reason) and the halt epoch, which
+            # every halt increments so that approvals given before it are void.
+            """CREATE TABLE locus_guard_halt (
+                   id INTEGER PRIMARY KEY CHECK (id = 1), halted INTEGER NOT NULL,
+                   tag TEXT, reason TEXT, since TEXT, by_user TEXT, epoch {bigint} NOT NULL)""",
+            "INSERT INTO locus_guard_halt (id, halted, epoch) VALUES (1, 0, 0)",
+            """CREATE TABLE locus_guard_approval_used (
+                   ref TEXT PRIMARY KEY, used_at TEXT NOT NULL, approval_tag TEXT NOT NULL,
+                   method TEXT NOT NULL)""",
+        ],
     ),
 ]
+
+
+def migration_sql(statements, engine):
+    """The SQL of one migration for ``engine``."""
+    if isinstance(statements, dict):
+        statements = statements[engine]
+    return [sql.replace("{bigint}", _BIGINT[engine]) for sql in statements]
 
 
 def redact_url(url):
@@ -377,7 +356,7 @@ class Store:
             for version, description, statements in MIGRATIONS:
                 if version <= current:
                     continue
-                for sql in statements[self.engine]:
+                for sql in migration_sql(statements, self.engine):
                     tx.execute(sql)
                 tx.execute(
                     "INSERT INTO locus_schema (version, description, applied_at) VALUES (?, ?, ?)",
