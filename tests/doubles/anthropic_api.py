@@ -39,7 +39,8 @@ import re
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from doubles._loopback import LoopbackHTTPDouble
 
 KNOWN_MODELS = (
     "claude-fable-5-2",
@@ -108,7 +109,7 @@ def instance_of(schema, path="$"):
     return "double answer"
 
 
-class AnthropicDouble:
+class AnthropicDouble(LoopbackHTTPDouble):
     """``with AnthropicDouble(api_key="sk-ant-test") as api: ...`` -- ``api.base_url`` for the SDK."""
 
     def __init__(self, api_key="sk-ant-double-key", models=KNOWN_MODELS):
@@ -119,7 +120,6 @@ class AnthropicDouble:
         self._script = []
         self._lock = threading.Lock()
         self._server = None
-        self._thread = None
 
     # -- scripting -------------------------------------------------------------------------
     def fail(self, status, message=None, retry_after=None, times=1, error_type=None, details=None):
@@ -137,42 +137,7 @@ class AnthropicDouble:
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def base_url(self):
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self):
-        double = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args):
-                pass
-
-            def do_GET(self):
-                double._handle(self, None)
-
-            def do_POST(self):
-                length = int(self.headers.get("content-length") or 0)
-                double._handle(self, self.rfile.read(length) if length else b"")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return self.url
 
     # -- protocol ------------------------------------------------------------------------------
     def _send(self, handler, status, body, headers=None):

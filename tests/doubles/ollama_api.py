@@ -36,7 +36,8 @@ import json
 import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from doubles._loopback import LoopbackHTTPDouble
 
 VERSION = "0.13.5"
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -54,7 +55,7 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class OllamaDouble:
+class OllamaDouble(LoopbackHTTPDouble):
     """``with OllamaDouble({"smollm2:135m": path}) as api: ...`` -- ``api.host`` for the client."""
 
     def __init__(self, models=None, n_ctx=4096):
@@ -77,44 +78,7 @@ class OllamaDouble:
     # -- lifecycle ---------------------------------------------------------------------------------
     @property
     def host(self):
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self):
-        double = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args):
-                pass
-
-            def do_GET(self):
-                double._handle(self, None)
-
-            def do_HEAD(self):
-                double._handle(self, None)
-
-            def do_POST(self):
-                length = int(self.headers.get("content-length") or 0)
-                double._handle(self, self.rfile.read(length) if length else b"")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self):
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return self.url
 
     # -- model -----------------------------------------------------------------------------------------
     def _model(self, name):

@@ -1,0 +1,57 @@
+"""The HTTP plumbing the API doubles share: a threaded server on 127.0.0.1 (an ephemeral
+port) that hands every request to the double's ``_handle(handler, body)``, where ``body``
+is ``None`` for GET/HEAD and the raw request bytes for POST.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LoopbackHTTPDouble:
+    _server = None
+
+    @property
+    def url(self):
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _handle(self, handler, body):
+        raise NotImplementedError
+
+    def start(self):
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args):
+                pass
+
+            def do_GET(self):
+                double._handle(self, None)
+
+            def do_HEAD(self):
+                double._handle(self, None)
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                double._handle(self, self.rfile.read(length) if length else b"")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
