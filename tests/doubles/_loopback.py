@@ -1,5 +1,5 @@
 """The HTTP plumbing the API doubles share: a threaded server on 127.0.0.1 (an ephemeral
-port) that hands every request to the double's ``_handle(handler, body)``, where ``body``
+port) that hands every request to the double's ``_handle(handler, raw)``, where ``raw``
 is ``None`` for GET/HEAD and the raw request bytes for POST.
 """
 
@@ -17,7 +17,7 @@ class LoopbackHTTPDouble:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def _handle(self, handler, body):
+    def _handle(self, handler, raw):
         raise NotImplementedError
 
     def start(self):
