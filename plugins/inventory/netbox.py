@@ -15,12 +15,17 @@ description:
     host vars C(ansible_host), C(locus_vm), the config context keys, ...). The full data model is in
     the collection's docs/netbox.md.
   - Fast on large installs, unlike netbox.netbox.nb_inventory, it downloads no OpenAPI schema, asks only
-    for the fields it needs, reads C(count) first and then fetches all pages of all endpoints in
-    parallel on a bounded pool, and decodes with C(json.loads). At C(-v) it prints requests, objects,
-    bytes and seconds per endpoint.
-  - Loud, an unreachable NetBox, HTTP 401/403 on any endpoint, a 5xx answer after O(retries), or
-    objects that change while pages are read raise an error naming the URL, endpoint and status,
-    never an empty or partial inventory. Set C(unparsed_is_failed = True) in the C([inventory])
+    for the fields it needs, reads the tags of all objects from one list of tag assignments
+    (C(extras/tagged-objects)) instead of letting NetBox serialise them per object, reads C(count) first
+    and then fetches all pages of all endpoints in parallel on a bounded pool, and decodes with
+    C(json.loads). At C(-v) it prints how tags were read and requests, objects, bytes and seconds per
+    endpoint.
+  - The token needs view permission on the virtual machines and devices it reads. Without permission
+    to read tag assignments (HTTP 401/403 from C(extras/tagged-objects)) the tags are read inline with
+    the objects, with the same result.
+  - Loud, an unreachable NetBox, HTTP 401/403 on the device or virtual machine endpoint, a 5xx answer
+    on any endpoint after O(retries), or objects that change while pages are read raise an error
+    naming the URL, endpoint and status, never an empty or partial inventory. Set C(unparsed_is_failed = True) in the C([inventory])
     section of ansible.cfg (or E(ANSIBLE_INVENTORY_UNPARSED_FAILED=True)) so that Ansible stops
     instead of only warning and going on with localhost.
   - Malformed objects (no primary IP, duplicate names, invalid config context keys) produce a warning
@@ -49,7 +54,8 @@ options:
   filters:
     description:
       - Server-side filters applied to both endpoints. Each is a list; several values of one filter
-        are OR-ed, different filters are AND-ed (NetBox semantics).
+        are OR-ed (except O(filters.tag), where NetBox selects objects carrying all the given tags),
+        different filters are AND-ed (NetBox semantics).
     type: dict
     default: {}
     suboptions:
@@ -97,7 +103,7 @@ options:
   page_size:
     description:
       - Largest page to ask for. Pages are made smaller to keep all O(max_workers) busy (never below 100
-        objects), and a NetBox C(MAX_PAGE_SIZE) below this value is detected and respected.
+        objects); a page that NetBox cuts short at a C(MAX_PAGE_SIZE) below this value is continued.
     type: int
     default: 1000
 """
@@ -132,14 +138,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible.vars.reserved import get_reserved_names
 
 from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxClient, NetBoxError
-from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import (
-    DEVICE_ENDPOINT,
-    DEVICE_FIELDS,
-    VM_ENDPOINT,
-    VM_FIELDS,
-    Builder,
-    query_params,
-)
+from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import Builder, gc_paused, read_objects
 
 CACHE_FORMAT = 1
 
@@ -166,11 +165,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
                 data = cached["data"]
                 self.display.v(f"locus.infra.netbox: {len(data['hosts'])} hosts from the inventory cache")
-        if data is None:
-            data = self._fetch()
-            if use_cache:
-                self._cache[cache_key] = {"fingerprint": fingerprint, "data": data}
-        self._populate(data)
+        with gc_paused():
+            if data is None:
+                data = self._fetch()
+                if use_cache:
+                    self._cache[cache_key] = {"fingerprint": fingerprint, "data": data}
+            self._populate(data)
         self.display.v(f"locus.infra.netbox: inventory built in {time.monotonic() - t0:.2f} s")
 
     def _fingerprint(self):
@@ -192,16 +192,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 user_agent="locus.infra.netbox inventory",
             )
             filters = {k: v for k, v in (self.get_option("filters") or {}).items() if v}
-            endpoints = {}
-            if self.get_option("devices"):
-                endpoints["devices"] = (DEVICE_ENDPOINT, query_params(filters, DEVICE_FIELDS))
-            if self.get_option("virtual_machines"):
-                endpoints["virtual_machines"] = (VM_ENDPOINT, query_params(filters, VM_FIELDS))
-            if not endpoints:
+            if not (self.get_option("devices") or self.get_option("virtual_machines")):
                 raise AnsibleParserError("locus.infra.netbox: both devices and virtual_machines are false: "
                                          "nothing to read")
             try:
-                objects = client.list_all(endpoints)
+                objects, notes = read_objects(client, devices=self.get_option("devices"),
+                                              virtual_machines=self.get_option("virtual_machines"), filters=filters)
+                self.display.v(f"locus.infra.netbox: {notes}")
             finally:
                 for line in client.stats_lines():
                     self.display.v(f"locus.infra.netbox: {line}")

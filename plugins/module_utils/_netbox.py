@@ -4,7 +4,7 @@
 
 Built on pynetbox (its session, token handling and the `pynetbox.api` object for writes),
 with a fast read path for bulk lists: no OpenAPI schema download, ``?fields=`` to fetch only
-what is needed, ``count`` first and then all pages in parallel on a bounded pool, plain
+what is needed, ``count`` first (one object) and then all pages in parallel on a bounded pool, plain
 ``json.loads`` decoding, per-endpoint statistics, retries with jittered backoff on
 retryable errors only, and errors that name the URL, endpoint and HTTP status.
 """
@@ -16,7 +16,7 @@ import math
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 try:
@@ -190,50 +190,62 @@ class NetBoxClient:
 
     # ------------------------------------------------------------------ bulk reads
 
-    def probe(self, endpoint, params=None):
-        """``(count, server page cap)`` from one cheap request (ids only, one page of ``page_size``)."""
-        body = _require_list_body(self.request("GET", endpoint, dict(params or {}, limit=self.page_size, offset=0,
-                                                                     fields="id", ordering="id")), endpoint)
-        count, got = body["count"], len(body["results"])
-        # NetBox caps ``limit`` at its MAX_PAGE_SIZE without saying so: a short first page reveals the cap.
-        cap = got if 0 < got < min(count, self.page_size) else self.page_size
-        return count, cap
+    def count(self, endpoint, params=None):
+        """Number of objects a list endpoint holds for ``params`` (one cheap request: one id)."""
+        body = self.request("GET", endpoint, dict(params or {}, limit=1, offset=0, fields="id", ordering="id"))
+        return _require_list_body(body, endpoint)["count"]
 
-    def list_all(self, endpoints, pool=None):
+    def first_page(self, endpoint, params=None):
+        """``(count, objects)`` of the first page (``page_size`` objects by id) of a list endpoint."""
+        t0 = time.monotonic()
+        query = dict(params or {}, limit=self.page_size, offset=0, ordering="id")
+        body = _require_list_body(self.request("GET", endpoint, query), endpoint)
+        st = self._stat(endpoint)
+        with self._lock:
+            st.objects += len(body["results"])
+            st.wall += time.monotonic() - t0
+        return body["count"], body["results"]
+
+    def counts(self, endpoints, pool):
+        """``{name: (endpoint, params)}`` -> ``{name: count or the NetBoxError it raised}``, all in parallel."""
+        def one(spec):
+            try:
+                return self.count(*spec)
+            except NetBoxError as exc:
+                return exc
+
+        return dict(zip(endpoints, pool.map(one, endpoints.values()), strict=True))
+
+    def list_all(self, endpoints, counts=None, pool=None):
         """Fetch every object of several list endpoints concurrently.
 
-        ``endpoints``: mapping name -> (endpoint path, query params incl. ``fields``).
-        Returns name -> list of objects. Probes the counts first (one cheap request per
-        endpoint, in parallel), then fetches all pages of all endpoints on one bounded pool,
-        with pages small enough to keep every worker busy. A result whose ids do not match the
-        count (objects created/deleted while paging) is fetched again once, then fails: never
-        a partial list.
+        ``endpoints``: mapping name -> (endpoint path, query params incl. ``fields``); ``counts``:
+        name -> count already known from :meth:`counts` (the others are probed first, in parallel).
+        Returns name -> list of objects (in page order: ascending id). All pages of all endpoints run
+        on one bounded pool, queued in the order of ``endpoints`` (put the costly lists first), in
+        pages that keep every worker busy (never below 100 objects); a page cut short by the
+        server's ``MAX_PAGE_SIZE`` is continued by another request. A result whose ids do not match
+        the count (objects created/deleted while paging) is fetched again once, then fails: never a
+        partial list.
         """
         own_pool = pool is None
         pool = pool or ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="netbox")
         try:
             result = {}
             pending = dict(endpoints)
+            known = {name: n for name, n in (counts or {}).items() if name in pending}
             for attempt in range(2):
                 t0 = time.monotonic()
-                probes = dict(zip(pending, pool.map(lambda kv: self.probe(kv[0], kv[1]), pending.values()),
-                                  strict=True))
-                total = sum(count for count, _cap in probes.values())
-                jobs = []
-                for name, (path, params) in pending.items():
-                    count, cap = probes[name]
-                    # Spread the objects over the workers, but not in pages below 100.
-                    size = max(1, min(cap, max(100, math.ceil(total / self.max_workers))))
-                    for offset in range(0, count, size):
-                        jobs.append((name, path, dict(params, limit=size, offset=offset, ordering="id")))
-                bodies = list(pool.map(lambda job: self.request("GET", job[1], job[2]), jobs))
-                pages_by_name = {name: [] for name in pending}
-                for (name, path, _q), body in zip(jobs, bodies, strict=True):
-                    pages_by_name[name].extend(_require_list_body(body, path)["results"])
+                missing = {name: spec for name, spec in pending.items() if name not in known}
+                for name, value in self.counts(missing, pool).items():
+                    if isinstance(value, NetBoxError):
+                        raise value
+                    known[name] = value
+                lists = self._fetch_pages({name: (path, params, known[name]) for name, (path, params)
+                                           in pending.items()}, pool)
                 retry = {}
                 for name, (path, _params) in pending.items():
-                    objs = pages_by_name[name]
-                    count = probes[name][0]
+                    objs, count = lists[name], known[name]
                     ids = {o.get("id") for o in objs}
                     st = self._stat(path)
                     with self._lock:
@@ -242,6 +254,7 @@ class NetBoxClient:
                     if len(ids) != count or len(objs) != count:
                         if attempt == 0:
                             retry[name] = pending[name]
+                            del known[name]
                             continue
                         raise NetBoxError(f"NetBox at {self.url}: {path} changed while it was read "
                                           f"(count {count}, got {len(objs)} objects / {len(ids)} ids); "
@@ -253,7 +266,40 @@ class NetBoxClient:
             return result
         finally:
             if own_pool:
-                pool.shutdown(wait=True)
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fetch_pages(self, lists, pool):
+        """``{name: (path, params, count)}`` -> ``{name: [objects in page order]}``, pages in parallel."""
+        total = sum(count for _path, _params, count in lists.values())
+        # Spread the objects over the workers, but not in pages below 100 (each request has a fixed cost).
+        size = max(1, min(self.page_size, max(100, math.ceil(total / self.max_workers))))
+        pages = {name: {} for name in lists}
+        running = {}
+
+        def submit(name, offset, limit):
+            path, params, _count = lists[name]
+            future = pool.submit(self.request, "GET", path, dict(params, limit=limit, offset=offset, ordering="id"))
+            running[future] = (name, offset, limit)
+
+        for name in lists:
+            for offset in range(0, lists[name][2], size):
+                submit(name, offset, size)
+        try:
+            while running:
+                done = wait(running, return_when=FIRST_COMPLETED).done
+                for future in done:
+                    name, offset, limit = running.pop(future)
+                    results = _require_list_body(future.result(), lists[name][0])["results"]
+                    pages[name][offset] = results
+                    expected = min(limit, lists[name][2] - offset)
+                    if 0 < len(results) < expected:
+                        # NetBox caps ``limit`` at its MAX_PAGE_SIZE without saying so: read on from here.
+                        submit(name, offset + len(results), limit - len(results))
+        finally:
+            for future in running:
+                future.cancel()
+        return {name: [obj for offset in sorted(by_offset) for obj in by_offset[offset]]
+                for name, by_offset in pages.items()}
 
     def stats_lines(self):
         lines = []

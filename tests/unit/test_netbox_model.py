@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import copy
+import gc
 
 import pytest
 
 from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxClient, NetBoxError, authorization_header
 from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import (
     NIC_DEFAULTS,
+    TAGGED_OBJECTS_MAX_RATIO,
     VM_FIELDS,
     Builder,
+    _tags_source,
+    attach_tags,
+    gc_paused,
     group_name,
     query_params,
     valid_var_name,
@@ -204,3 +209,65 @@ def test_client_normalises_url_and_sets_the_auth_header_once():
     assert client.url == "https://nb.example.com"
     assert client.api.http_session.headers["Authorization"] == "Bearer nbt_k.v"
     assert client.api.http_session.get_adapter("https://nb.example.com")._pool_maxsize >= 8
+
+
+def tagged(item_id, content_type, object_id, slug):
+    """An item of GET /api/extras/tagged-objects/?fields=id,object_type,object_id,tag (NetBox 4.7)."""
+    return {"id": item_id, "object_type": content_type, "object_id": object_id,
+            "tag": {"id": item_id % 5, "url": f"http://nb/api/extras/tags/{item_id % 5}/", "display": slug,
+                    "name": slug, "slug": slug, "color": "9e9e9e", "description": ""}}
+
+
+def test_tags_from_tagged_objects_give_the_same_hosts_as_inline_tags():
+    inline = build([DEVICE], [VM])
+    # the same objects read without ``tags``, plus their assignments; device 9 and VM 9 must not mix
+    device, vm, vm9 = (copy.deepcopy(o) for o in (DEVICE, VM, dict(VM, id=9, name="web9", tags=[])))
+    for obj in (device, vm, vm9):
+        del obj["tags"]
+    objects = {"devices": [device], "virtual_machines": [vm, vm9]}
+    attach_tags(objects, [tagged(1, "virtualization.virtualmachine", 7, "monitored"),
+                          tagged(2, "virtualization.virtualmachine", 7, "backup"),
+                          tagged(3, "dcim.device", 42, "elsewhere")])
+    assert [t["slug"] for t in vm["tags"]] == ["monitored", "backup"]
+    assert device["tags"] == [] and vm9["tags"] == []
+    split = Builder().build(objects["devices"], objects["virtual_machines"][:1])
+    assert split == inline
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+@pytest.mark.parametrize("which", ["assignments", "everything", "totals"])
+def test_tag_lists_unreadable_means_tags_inline(status, which):
+    probes = {"assignments": 30, "everything": 40, "totals": 40}
+    endpoint = "extras/tags" if which == "totals" else "extras/tagged-objects"
+    probes[which] = NetBoxError("denied", endpoint, status)
+    use, note = _tags_source(probes["assignments"], 20, probes["everything"], probes["totals"])
+    why = "the token may not read it" if status in (401, 403) else "not on this NetBox"
+    assert not use and note == f"tags read inline: {endpoint} answered HTTP {status} ({why})"
+
+
+def test_tag_lists_other_errors_fail_incomplete_or_big_lists_mean_inline():
+    error = NetBoxError("NetBox failed on extras/tags with HTTP 500", "extras/tags", 500)
+    with pytest.raises(NetBoxError, match="HTTP 500"):
+        _tags_source(30, 20, 40, error)
+    # the token sees fewer assignments than the tags count: a constrained permission
+    assert _tags_source(30, 20, 39, 40) == (
+        False, "tags read inline: extras/tagged-objects shows 39 of 40 tag assignments (an object permission "
+        "with constraints?)")
+    assert _tags_source(TAGGED_OBJECTS_MAX_RATIO * 10, 10, 99, 99) == (
+        True, f"tags read from extras/tagged-objects ({TAGGED_OBJECTS_MAX_RATIO * 10} assignments)")
+    assert _tags_source(TAGGED_OBJECTS_MAX_RATIO * 10 + 1, 10, 99, 99) == (
+        False, f"tags read inline: extras/tagged-objects holds {TAGGED_OBJECTS_MAX_RATIO * 10 + 1} assignments "
+        "for 10 objects read")
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_gc_paused_restores_the_collector_state(enabled_before):
+    was = gc.isenabled()
+    (gc.enable if enabled_before else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError), gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+        assert gc.isenabled() is enabled_before
+    finally:
+        (gc.enable if was else gc.disable)()

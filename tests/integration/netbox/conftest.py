@@ -153,7 +153,7 @@ def inventories(netbox, run_inventory):
         "wrong token": (({},), {"token": WRONG_TOKEN}),
         "wrong token, unparsed_is_failed off": (
             ({},), {"token": WRONG_TOKEN, "env": {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "False"}}),
-        **{f"filter {k}": ((v,), {}) for k, v in FILTERS.items()},
+        **{f"filter {k}": ((v, "-v"), {}) for k, v in FILTERS.items()},
     }
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(run_inventory, *args, **kwargs) for name, (args, kwargs) in jobs.items()}

@@ -10,10 +10,24 @@ from pathlib import Path
 import netboxctl  # tests/netbox, put on sys.path by conftest.py
 import pytest
 import seed
+import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden" / "netbox_inventory.json"
 FUNCTIONAL = set(seed.ROLE_GROUPS.values())
+TAGS_SPLIT = re.compile(r"locus\.infra\.netbox: tags read from extras/tagged-objects \((\d+) assignments\)")
+TAGS_INLINE = re.compile(r"locus\.infra\.netbox: tags read inline: (extras/tagged-objects|extras/tags) (answered HTTP "
+                         r"(\d+)|holds (\d+) assignments for (\d+) objects read|shows (\d+) of (\d+) tag assignments)")
+
+
+def tags_path(run):
+    """How the run read tags: ("split", assignments) or ("inline", reason), from its -v output."""
+    out = run.stdout + run.stderr
+    split, inline = TAGS_SPLIT.findall(out), TAGS_INLINE.findall(out)
+    assert len(split) + len(inline) == 1, out
+    if split:
+        return "split", int(split[0])
+    return "inline", inline[0]
 
 
 def normalise(run, exclude_hosts):
@@ -51,6 +65,12 @@ def test_ids_types_and_per_endpoint_statistics_at_v(netbox, default_inventory):
                      default_inventory.stdout + default_inventory.stderr)
     assert re.search(rf"dcim/devices: \d+ requests \(0 retries\), {devices} objects",
                      default_inventory.stdout + default_inventory.stderr)
+    # The admin token may read tag assignments: tags come from one list of them, not from every object.
+    path, assignments = tags_path(default_inventory)
+    tagged = sum(len(hv["netbox_tags"]) for hv in default_inventory.hostvars.values())
+    assert path == "split" and assignments >= tagged > 0
+    assert re.search(rf"extras/tagged-objects: \d+ requests \(0 retries\), {assignments} objects",
+                     default_inventory.stdout + default_inventory.stderr)
 
 
 def test_v2_bearer_token_gives_the_same_inventory(netbox, inventories, default_inventory):
@@ -75,6 +95,17 @@ def test_filters_select_on_the_server(inventories, default_inventory, name, keep
     assert set(result.hostvars) == expected
     for host in expected:
         assert result.hostvars[host] == default_inventory.hostvars[host]
+
+
+def test_filters_read_tags_both_ways_with_the_same_result(inventories):
+    """A filter that selects a small part of NetBox reads tags inline, a broad one from extras/tagged-objects;
+    test_filters_select_on_the_server proves both equal the unfiltered inventory."""
+    paths = {name: tags_path(run) for name, run in inventories.items() if name.startswith("filter ")}
+    assert {path for path, _detail in paths.values()} == {"split", "inline"}, paths
+    for path, detail in paths.values():
+        if path == "inline":
+            _endpoint, _reason, _status, assignments, objects, _shown, _total = detail
+            assert int(assignments) > 2 * int(objects)
 
 
 def test_keyed_groups_compose_and_groups(inventories, default_inventory):
@@ -135,7 +166,7 @@ def test_without_unparsed_is_failed_ansible_only_warns_but_names_the_endpoint(in
     assert "denied access to" in result.stderr and "HTTP 403" in result.stderr
 
 
-def test_token_without_permission_on_one_endpoint_fails(netbox, run_inventory):
+def test_token_without_permission_on_one_endpoint_fails(netbox, run_inventory, default_inventory):
     api = netbox.api()
     user = api.users.users.create(username="vm-viewer", password="A-long-test-password-4711")
     perm = api.users.permissions.create(name="view virtual machines only", actions=["view"], users=[user.id],
@@ -147,11 +178,42 @@ def test_token_without_permission_on_one_endpoint_fails(netbox, run_inventory):
         assert "denied access to dcim/devices (HTTP 403" in denied.stderr, denied.stderr
         assert "_meta" not in denied.stdout
         # The same token reads the endpoint it may read: the failure above is about dcim/devices only.
-        vms_only = run_inventory({"devices": False}, token=token)
+        # It may not read tag assignments either, so tags come inline - with the same result.
+        vms_only = run_inventory({"devices": False}, "-v", token=token)
         assert vms_only.rc == 0, vms_only.stderr
-        assert vms_only.hostvars and {hv["netbox_type"] for hv in vms_only.hostvars.values()} == {"virtual_machine"}
+        assert tags_path(vms_only)[1][:3] == ("extras/tagged-objects", "answered HTTP 403", "403")
+        vms = {h: hv for h, hv in default_inventory.hostvars.items() if hv["netbox_type"] == "virtual_machine"}
+        assert vms and vms_only.hostvars == vms
     finally:
         perm.delete()
+        user.delete()
+
+
+def test_constrained_view_of_tag_assignments_is_detected_and_tags_come_inline(
+        netbox, run_inventory, default_inventory):
+    """A token that sees only some tag assignments must not lose tags: the totals of extras/tags give it away."""
+    api = netbox.api()
+    slug = sorted({t for hv in default_inventory.hostvars.values() for t in hv["netbox_tags"]})[0]
+    user = api.users.users.create(username="some-tags-viewer", password="A-long-test-password-4711")
+    perms = []
+    try:
+        perms.append(api.users.permissions.create(
+            name="view inventory objects and tags", actions=["view"], users=[user.id],
+            object_types=["virtualization.virtualmachine", "dcim.device", "extras.tag"]))
+        perms.append(api.users.permissions.create(
+            name=f"view the assignments of tag {slug} only", actions=["view"], users=[user.id],
+            object_types=["extras.taggeditem"], constraints={"tag__slug": slug}))
+        token = api.users.tokens.create(user=user.id, version=1, write_enabled=False).token
+        result = run_inventory({}, "-v", token=token)
+        assert result.rc == 0, result.stderr
+        path, detail = tags_path(result)
+        assert path == "inline" and detail[0] == "extras/tagged-objects", detail
+        shown, total = int(detail[5]), int(detail[6])
+        assert 0 < shown < total
+        assert result.data == default_inventory.data
+    finally:
+        for perm in perms:
+            perm.delete()
         user.delete()
 
 
@@ -246,6 +308,31 @@ def test_a_second_start_is_refused(netbox, tmp_path):
         netboxctl.up(port="18090", state_dir=tmp_path / "third")
     # and "auto" never picks a base that is in use
     assert netboxctl.pick_port("auto") != netbox.env["port"]
+
+
+@pytest.mark.netbox_stops(order=0)
+def test_pages_cut_short_by_max_page_size_are_read_on(netbox, run_inventory, default_inventory):
+    """NetBox caps ``limit`` at MAX_PAGE_SIZE without saying so; the plugin reads on from where a page ended."""
+    conf = Path(netbox.env["state_dir"]) / "instance" / "conf" / "configuration.py"
+    original = conf.read_text()
+    assert "\nMAX_PAGE_SIZE = 1000\n" in original
+    config = yaml.safe_load((REPO / "inventory" / "netbox.yml").read_text())
+    config.pop("plugin")
+    try:
+        conf.write_text(original.replace("\nMAX_PAGE_SIZE = 1000\n", "\nMAX_PAGE_SIZE = 3\n"))
+        netboxctl.restart_web(netbox.env, workers=1, threads=4)
+        capped = run_inventory(config, "-v")
+    finally:
+        conf.write_text(original)
+        netboxctl.restart_web(netbox.env, workers=1, threads=4)
+    assert capped.rc == 0, capped.stderr
+    assert capped.data == default_inventory.data
+    out = capped.stdout + capped.stderr
+    for endpoint, objects in (("virtualization/virtual-machines", sum(
+            hv["netbox_type"] == "virtual_machine" for hv in capped.hostvars.values())), ("dcim/devices", None)):
+        requests, got = map(int, re.search(rf"{endpoint}: (\d+) requests \(0 retries\), (\d+) objects", out).groups())
+        assert objects is None or got == objects
+        assert requests >= 1 + -(-got // 3), (endpoint, requests, got)  # the count probe + pages of at most 3
 
 
 @pytest.mark.netbox_stops(order=1)
