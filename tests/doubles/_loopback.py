@@ -1,11 +1,15 @@
 """The HTTP plumbing the API doubles share: a threaded server on 127.0.0.1 (an ephemeral
 port) that hands every request to the double's ``_handle(handler, raw)``, where ``raw``
 is ``None`` for GET/HEAD and the raw request bytes for POST.
+Every request is kept in ``self.requests`` (method, path, lower-cased headers, the body
+decoded from JSON where it is JSON, monotonic time) so tests can assert what was sent.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -17,8 +21,25 @@ class LoopbackHTTPDouble:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def __init__(self):
+        self.requests = []
+        self._lock = threading.Lock()
+
     def _handle(self, handler, raw):
         raise NotImplementedError
+
+    def _record(self, handler, raw):
+        """Keep the request in ``self.requests``; return its (lower-cased headers, decoded body)."""
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        with self._lock:
+            self.requests.append(
+                {"method": handler.command, "path": handler.path, "headers": headers, "body": body, "at": time.monotonic()}
+            )
+        return headers, body
 
     def start(self):
         double = self

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 import uuid
 
 from doubles._loopback import LoopbackHTTPDouble
@@ -113,12 +111,11 @@ class AnthropicDouble(LoopbackHTTPDouble):
     """``with AnthropicDouble(api_key="sk-ant-test") as api: ...`` -- ``api.base_url`` for the SDK."""
 
     def __init__(self, api_key="sk-ant-double-key", models=KNOWN_MODELS):
+        super().__init__()
         self.api_key = api_key
         self.models = set(models)
-        self.requests = []
         self.responses = []
         self._script = []
-        self._lock = threading.Lock()
         self._server = None
 
     # -- scripting -------------------------------------------------------------------------
@@ -161,15 +158,7 @@ class AnthropicDouble(LoopbackHTTPDouble):
 
     def _handle(self, handler, raw):
         request_id = f"req_{uuid.uuid4().hex[:24]}"
-        headers = {k.lower(): v for k, v in handler.headers.items()}
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw
-        with self._lock:
-            self.requests.append(
-                {"method": handler.command, "path": handler.path, "headers": headers, "body": body, "at": time.monotonic()}
-            )
+        headers, body = self._record(handler, raw)
         path = handler.path.split("?", 1)[0]
         if handler.command != "POST" or path != "/v1/messages":
             return self._error(handler, 404, f"Not found: {handler.command} {path}", request_id)

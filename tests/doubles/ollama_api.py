@@ -59,12 +59,11 @@ class OllamaDouble(LoopbackHTTPDouble):
     """``with OllamaDouble({"smollm2:135m": path}) as api: ...`` -- ``api.host`` for the client."""
 
     def __init__(self, models=None, n_ctx=4096):
+        super().__init__()
         self.models = dict(models) if models else {"smollm2:135m": smollm2_path()}
         self.n_ctx = n_ctx
-        self.requests = []
         self.responses = []
         self._script = []
-        self._lock = threading.Lock()
         self._runner_lock = threading.Lock()
         self._loaded = {}
         self._server = None
@@ -126,15 +125,7 @@ class OllamaDouble(LoopbackHTTPDouble):
             handler.wfile.write(data)
 
     def _handle(self, handler, raw):
-        headers = {k.lower(): v for k, v in handler.headers.items()}
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw
-        with self._lock:
-            self.requests.append(
-                {"method": handler.command, "path": handler.path, "headers": headers, "body": body, "at": time.monotonic()}
-            )
+        headers, body = self._record(handler, raw)
         path = handler.path.split("?", 1)[0]
         route = (handler.command, path)
         if route in (("GET", "/"), ("HEAD", "/")):
