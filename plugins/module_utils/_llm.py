@@ -195,6 +195,7 @@ class Backend:
         return {"backend": self.name}
 
     def complete(self, request):
+        """Send ``request`` to this backend and return its reply; each backend (anthropic, ollama, embedded) defines it."""
         raise NotImplementedError
 
 

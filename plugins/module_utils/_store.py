@@ -208,12 +208,14 @@ class Store:
         return sql
 
     def _begin_write(self, cur):
+        """Take the engine's write lock for one transaction (SQLite: flock + BEGIN IMMEDIATE, PostgreSQL: an advisory lock)."""
         raise NotImplementedError
 
     def _end_write(self):
         """Release what :meth:`_begin_write` took beyond the transaction itself."""
 
     def _errors(self):
+        """The engine driver's exception classes that mean the store is unreachable or broken."""
         raise NotImplementedError
 
     # -- transactions ---------------------------------------------------------------------------

@@ -99,6 +99,7 @@ class LocusAction(ActionBase):
         return result
 
     def run_locus(self, args, task_vars, store):
+        """The plugin's own work on validated ``args`` and an open ``store``; every subclass defines it."""
         raise NotImplementedError
 
 

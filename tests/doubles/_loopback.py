@@ -26,6 +26,7 @@ class LoopbackHTTPDouble:
         self._lock = threading.Lock()
 
     def _handle(self, handler, raw):
+        """Answer one request on ``handler``; each double defines its API here."""
         raise NotImplementedError
 
     def _record(self, handler, raw):
