@@ -138,7 +138,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible.vars.reserved import get_reserved_names
 
 from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxClient, NetBoxError
-from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import Builder, gc_paused, read_objects
+from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import Builder, gc_for_inventory, read_objects
 
 CACHE_FORMAT = 1
 
@@ -153,6 +153,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         t0 = time.monotonic()
+        with gc_for_inventory():
+            self._load(path, cache)
+        self.display.v(f"locus.infra.netbox: inventory built in {time.monotonic() - t0:.2f} s")
+
+    def _load(self, path, cache):
+        # Not in parse(): Ansible keeps the frame of parse() alive in a reference cycle (the
+        # exception of its JSON-before-YAML attempt in _read_config_data), and with it its locals;
+        # this frame and the host records go when it returns.
         fingerprint = self._fingerprint()
         cache_key = self.get_cache_key(path)
         use_cache = self.get_option("cache")
@@ -165,13 +173,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
                 data = cached["data"]
                 self.display.v(f"locus.infra.netbox: {len(data['hosts'])} hosts from the inventory cache")
-        with gc_paused():
-            if data is None:
-                data = self._fetch()
-                if use_cache:
-                    self._cache[cache_key] = {"fingerprint": fingerprint, "data": data}
-            self._populate(data)
-        self.display.v(f"locus.infra.netbox: inventory built in {time.monotonic() - t0:.2f} s")
+        if data is None:
+            data = self._fetch()
+            if use_cache:
+                self._cache[cache_key] = {"fingerprint": fingerprint, "data": data}
+        self._populate(data)
 
     def _fingerprint(self):
         """Options that shape the result; a cache entry written with other options is not used."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import weakref
 
 import pytest
 
@@ -15,7 +16,7 @@ from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory impo
     Builder,
     _tags_source,
     attach_tags,
-    gc_paused,
+    gc_for_inventory,
     group_name,
     query_params,
     valid_var_name,
@@ -260,14 +261,47 @@ def test_tag_lists_other_errors_fail_incomplete_or_big_lists_mean_inline():
         "for 10 objects read")
 
 
-@pytest.mark.parametrize("enabled_before", [True, False])
-def test_gc_paused_restores_the_collector_state(enabled_before):
+@pytest.fixture
+def gc_state():
+    """Restore the collector (enabled, nothing frozen, the module's flag) whatever a test did."""
+    from ansible_collections.locus.infra.plugins.module_utils import _netbox_inventory
+
     was = gc.isenabled()
+    yield
+    gc.unfreeze()
+    _netbox_inventory._FROZEN_BY_US = False
+    (gc.enable if was else gc.disable)()
+
+
+class Cyclic:
+    def __init__(self):
+        self.me = self
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_gc_for_inventory_restores_the_collector_and_freezes_nothing_on_failure(gc_state, enabled_before):
     (gc.enable if enabled_before else gc.disable)()
-    try:
-        with pytest.raises(RuntimeError), gc_paused():
-            assert not gc.isenabled()
-            raise RuntimeError("boom")
-        assert gc.isenabled() is enabled_before
-    finally:
-        (gc.enable if was else gc.disable)()
+    gc.unfreeze()
+    with pytest.raises(RuntimeError), gc_for_inventory():
+        assert not gc.isenabled()
+        raise RuntimeError("boom")
+    assert gc.isenabled() is enabled_before
+    assert gc.get_freeze_count() == 0
+
+
+def test_gc_for_inventory_freezes_the_result_and_collects_it_when_built_again(gc_state):
+    gc.enable()
+    gc.unfreeze()
+    with gc_for_inventory():
+        first = Cyclic()  # an inventory is full of cycles (hosts <-> groups)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
+    gone = weakref.ref(first)
+    del first
+    gc.collect()
+    assert gone() is not None, "a frozen object is never collected"
+    # meta: refresh_inventory - the old inventory is garbage now and must not stay frozen for ever
+    with gc_for_inventory():
+        assert gone() is None
+        assert not gc.isenabled()
+    assert gc.get_freeze_count() > 0
