@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class LoopbackHTTPDouble:
+class LoopbackHTTPDouble(ABC):
     _server = None
 
     @property
@@ -25,9 +26,9 @@ class LoopbackHTTPDouble:
         self.requests = []
         self._lock = threading.Lock()
 
+    @abstractmethod
     def _handle(self, handler, raw):
         """Answer one request on ``handler``; each double defines its API here."""
-        raise NotImplementedError
 
     def _record(self, handler, raw):
         """Keep the request in ``self.requests``; return its (lower-cased headers, decoded body)."""
