@@ -22,7 +22,7 @@ APT_PACKAGES := python3 python3-venv python3-dev git rsync sqlite3 ca-certificat
 	debootstrap systemd-container iptables iproute2 openssh-client apt-cacher-ng \
 	shellcheck
 
-.PHONY: help setup apt venv llama-wheel lock demo test lint unit sanity molecule clean distclean
+.PHONY: help setup apt venv llama-wheel lock changelog demo test lint unit sanity molecule ship clean distclean
 
 help:
 	@echo "make demo   - set up everything, then run the demo on the embedded defaults"
@@ -96,18 +96,28 @@ lock:
 	$(BIN)/uv pip compile -q --native-tls --python-version 3.11 --extra test --extra embedded \
 	    --no-emit-package llama-cpp-python pyproject.toml -o requirements.lock --generate-hashes
 
+# CHANGELOG.rst from changelogs/fragments for galaxy.yml's version (fragments are kept; rerun it
+# whenever fragments arrive before the release).
+changelog:
+	$(BIN)/antsibull-changelog release --reload-plugins
+
 test: setup
-	$(MAKE) --no-print-directory lint unit sanity molecule
+	$(MAKE) --no-print-directory lint unit sanity molecule ship
 
 lint:
 	$(BIN)/ruff check plugins tests bench
 	$(BIN)/ansible-lint --profile production --offline -q
 
 unit:
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q tests --ignore=tests/ship
 
 sanity:
 	tests/sanity.sh
+
+# Last: build the tarball of the tree the suite has just run in, install it elsewhere and use it
+# as collection users and execution environments do (tests/ship/).
+ship:
+	$(BIN)/pytest -q tests/ship
 
 # Molecule scenarios (molecule/*/) on one shared lab (molecule/default creates and destroys
 # it); the lab is torn down at the end even when a scenario fails.

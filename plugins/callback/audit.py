@@ -27,8 +27,6 @@ description:
     development C(ansible.cfg) does), or E(ANSIBLE_CALLBACKS_ENABLED).
 author:
   - locus.infra developers (@locus-infra)
-requirements:
-  - psycopg 3 when the store is PostgreSQL
 extends_documentation_fragment:
   - locus.infra.state_store.plugin_options
 options:

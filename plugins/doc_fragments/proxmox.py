@@ -65,8 +65,7 @@ options:
     type: int
     default: 5
 requirements:
-  - proxmoxer >= 2.0
-  - requests
+  - requests >= 2.31 (on the controller)
 notes:
   - The modules talk to the API from the controller; run them with C(delegate_to=localhost)
     (or on a host that reaches the API), not on the managed VM.

@@ -21,6 +21,8 @@ options:
       - Directory of the embedded SQLite store (C(locus.db)).
       - Defaults to E(LOCUS_STATE_DIR), then C(~/.local/state/locus) on the controller.
     type: path
+requirements:
+  - psycopg >= 3.2 on the controller, only for a PostgreSQL store (O(state_url))
 notes:
   - Runs on the controller; the store is opened per task and closed afterwards.
 """
@@ -48,4 +50,6 @@ options:
     ini:
       - section: locus
         key: state_dir
+requirements:
+  - psycopg >= 3.2 on the controller, only for a PostgreSQL store (O(state_url))
 """

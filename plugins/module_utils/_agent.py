@@ -466,8 +466,13 @@ def run_agent(options, store, *, check_mode=False, job=None, env=None, backend_f
     est_micro = price.cost_micro(est_tokens_in, opts["max_tokens"])
     est_tokens = est_tokens_in + opts["max_tokens"]
 
-    # 4. check mode: never call
+    # 4. check mode: never call, but fail as a real run would when the backend cannot load
     if check_mode:
+        try:
+            backend.preflight(opts["model"])
+        except _llm.LLMError as exc:
+            tag = rec.record(outcome="failed", reason=exc.kind, error=str(exc))
+            raise AgentError(exc.kind, str(exc), **_result(opts, ref_tag=tag)) from None
         tag = rec.record(
             outcome="would_call", cached=False, estimate_usd=_budget.micro_to_usd(est_micro), estimate_tokens=est_tokens
         )

@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
+import shlex
 import time
 
 from ansible_collections.locus.infra.plugins.module_utils import _approval, _audit, _guard_rules, _policy, _redact, _refs
@@ -474,12 +476,27 @@ def decide(store, policy, operation, resources=None, reviews=None, approval=None
     if state["halted"]:
         result["halt"] = state
     if decision == "needs_approval":
-        result["approve_command"] = f"locus approve {ref_tag}"
+        result["approve_command"] = approve_command(store, ref_tag, policy)
     if accepted:
         result["approval"] = dict(accepted, approval_tag=approval_tag, consumed=not check_mode)
     if refused:
         result["approval_refused"] = dict(refused, approval_tag=approval_tag)
     return result
+
+
+def approve_command(store, ref_tag, policy):
+    """``locus approve`` as a human pastes it: this run's SQLite store and policy file made explicit.
+
+    A PostgreSQL URL holds a password, so it is never printed: the approver's shell needs
+    ``LOCUS_STATE_URL`` (docs/guard.md).
+    """
+    parts = ["locus"]
+    if store.engine == "sqlite":
+        parts += ["--state-dir", shlex.quote(os.path.dirname(store.path))]
+    parts += ["approve", ref_tag]
+    if policy.source != _policy.DEFAULT_POLICY:
+        parts += ["--policy", shlex.quote(os.path.abspath(policy.source))]
+    return " ".join(parts)
 
 
 def _brief(finding):

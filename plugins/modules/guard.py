@@ -33,6 +33,8 @@ description:
     the halt state.
 author:
   - locus.infra developers (@locus-infra)
+requirements:
+  - jsonschema >= 4.18 (on the controller)
 extends_documentation_fragment:
   - locus.infra.state_store
   - locus.infra.attributes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -48,7 +49,8 @@ def test_public_exposure_needs_approval_with_findings(store, policy):
     out = decide(store, policy, PUBLIC_NGINX)
     assert out["decision"] == "needs_approval" and out["risk"] == "high"
     assert [f["rule"] for f in out["findings"]] == ["public_bind"]
-    assert out["approve_command"] == f"locus approve {out['ref_tag']}"
+    store_option = f"--state-dir {os.path.dirname(store.path)} " if store.engine == "sqlite" else ""
+    assert out["approve_command"] == f"locus {store_option}approve {out['ref_tag']}"
     assert _record(store, out["ref_tag"])["findings"][0]["evidence"]["line"] == "+2: listen 0.0.0.0:8080;"
 
 
