@@ -199,4 +199,3 @@ def test_changelog_is_generated_from_the_fragments_and_regenerable(tmp_path):
     assert "A change that arrived after the first render." in (tree / "CHANGELOG.rst").read_text()
     released = yaml.safe_load((tree / "changelogs" / "changelog.yaml").read_text())["releases"][VERSION]
     assert "zz-later.yml" in released["fragments"]
-
