@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _redact, _refs
+from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact, _refs
 from ansible_collections.locus.infra.plugins.plugin_utils import _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction
 
@@ -23,6 +23,11 @@ class ActionModule(LocusAction):
         except _refs.RefTagError as exc:
             return {"failed": True, "msg": str(exc)}
         subject = args.get("subject") or f"{self._task.get_name()} on {task_vars.get('inventory_hostname', 'localhost')}"
+        try:  # what the trail cannot hold as UTF-8 JSON is refused, not altered by redaction
+            _audit.check_text(subject, "subject")
+            _audit.check_value(args["data"], "data")
+        except _audit.NotRecordable as exc:
+            return {"failed": True, "msg": str(exc)}
         data = _redact.redact(args["data"])
         data.setdefault("check_mode", bool(self._task.check_mode))
         data.setdefault("job", _run.run_id())

@@ -199,7 +199,16 @@ def _host_of(url):
 
 
 def _is_local(host):
-    if host == "localhost" or host.endswith(".localhost"):
+    """Loopback by its literal form only: never by a name's look, never by resolving it.
+
+    A name (``evil.localhost``, ``ollama.internal``) is resolved again by the client when it
+    connects, by resolvers an attacker may steer (DNS, a rebinding answer), so a check that
+    resolved it could pass on 127.0.0.1 and the request still leave the machine. ``localhost``
+    itself is the one name kept: RFC 6761 reserves it and /etc/hosts (root's) pins it; names
+    under ``.localhost`` go to DNS on a default glibc system. Anything else that is private
+    belongs in ``private_hosts``, where the operator vouches for it.
+    """
+    if host == "localhost":
         return True
     try:
         addr = ipaddress.ip_address(host)

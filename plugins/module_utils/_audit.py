@@ -14,10 +14,91 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 from ansible_collections.locus.infra.plugins.module_utils import _refs
 
 GENESIS = "0" * 64
+# Deepest nesting of a record's data: far beyond any real record (redact() cuts at 20 levels),
+# and low enough that no JSON library, ours or a reader's, runs out of stack on it.
+MAX_DEPTH = 64
+
+
+class NotRecordable(ValueError):
+    """A subject or data that the trail cannot hold as valid UTF-8 JSON: the message says where."""
+
+
+def check_text(text, where, allow_nul=False):
+    """Raise :class:`NotRecordable` unless ``text`` is a string that UTF-8 and SQL can hold.
+
+    NUL is refused in a plain column (PostgreSQL's text cannot hold it); inside JSON it is
+    escaped, so data strings may contain it (``allow_nul``).
+    """
+    if not isinstance(text, str):
+        raise NotRecordable(f"{where} must be a string, not {type(text).__name__}")
+    if not allow_nul and "\x00" in text:
+        raise NotRecordable(f"{where} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate: what Python makes of non-UTF-8 bytes (os.fsdecode, sys.argv).
+        raise NotRecordable(
+            f"{where} is not valid UTF-8 text (character {exc.start}: {text[exc.start:exc.end]!r})"
+        ) from None
+    return text
+
+
+def check_value(value, where="data"):
+    """Raise :class:`NotRecordable` unless ``value`` serialises to valid, UTF-8 JSON.
+
+    Refused: lone surrogates (non-UTF-8 input) in strings and keys, NaN and infinities (not
+    JSON), non-string keys, nesting deeper than :data:`MAX_DEPTH`. Iterative, so arbitrarily
+    deep input cannot exhaust the stack. Other objects are recorded as their ``str()``.
+    """
+    stack = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise NotRecordable(f"{where} is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                # JSON turns number keys into strings; other keys, or a mix, cannot be sorted.
+                if not all(isinstance(key, (int, float)) for key in item):
+                    raise NotRecordable(f"{path} has keys that JSON cannot hold (only strings or only numbers)")
+                item = {str(key): sub for key, sub in item.items()}
+            for key, sub in item.items():
+                check_text(key, f"{path}: a key", allow_nul=True)
+                stack.append((sub, f"{path}.{_path_part(key)}", depth + 1))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
+        elif isinstance(item, str):
+            check_text(item, path, allow_nul=True)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise NotRecordable(f"{path} is {item!r}, which JSON cannot represent")
+        elif item is not None and not isinstance(item, (bool, int, float)):
+            check_text(str(item), path, allow_nul=True)
+    return value
+
+
+def _path_part(key):
+    """A key as shown in an error message: short, and printable whatever it holds."""
+    return key[:40].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def strict_loads(text):
+    """``json.loads`` that refuses NaN, Infinity and numbers out of float range (ValueError)."""
+
+    def parse_float(literal):
+        number = float(literal)
+        if not math.isfinite(number):
+            raise ValueError(f"the number {literal[:40]} is out of range")
+        return number
+
+    return json.loads(text, parse_constant=_reject_constant, parse_float=parse_float)
 
 
 def canonical_json(data):
@@ -47,8 +128,10 @@ def public_record(rec):
     """A record as shown to users: data parsed, chain fields kept."""
     out = dict(rec)
     try:
-        out["data"] = json.loads(rec["data"])
-    except (TypeError, ValueError):
+        # Strict: data that is not valid JSON (NaN in a record of an older version) stays the
+        # stored string, so what is printed from a record is always valid JSON.
+        out["data"] = strict_loads(rec["data"])
+    except (TypeError, ValueError, RecursionError):
         pass
     return out
 
@@ -152,7 +235,7 @@ def _head_count(head):
         return None
     try:
         return int(head["count"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return -1
 
 

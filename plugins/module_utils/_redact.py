@@ -10,6 +10,7 @@ credentials in URLs …) are masked wherever they appear.
 
 from __future__ import annotations
 
+import math
 import re
 
 MASK = "********"
@@ -66,6 +67,8 @@ def redact(value, secrets=(), _depth=0):
             if s and len(s) >= 4:
                 value = value.replace(s, MASK)
         return redact_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and infinities are not JSON: the trail holds them as text
     if value is None or isinstance(value, (bool, int, float)):
         return value
     return redact(str(value), secrets, _depth + 1)

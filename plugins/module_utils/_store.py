@@ -43,6 +43,10 @@ class StoreError(Exception):
     """The store cannot be opened or written: the message says what and where."""
 
 
+class RecordError(StoreError):
+    """A record refused before it is written: its subject or data is not valid UTF-8 JSON."""
+
+
 # Each migration: (version, description, statements). Statements are written once, with
 # {bigint} for a 64-bit integer (SQLite: INTEGER, PostgreSQL: BIGINT); where the engines need
 # different SQL (triggers), statements is a dict per engine. Append only; never edit a
@@ -147,6 +151,20 @@ def _ts(now):
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _checked(action, subject, data):
+    """``data``, once subject and data are known to make a valid record (else :class:`RecordError`).
+
+    The store never holds what is not valid UTF-8 JSON: every writer (CLI, modules, lookups,
+    callback, agents) comes through here.
+    """
+    try:
+        _audit.check_text(str(subject), "the subject")
+        _audit.check_value(data, "data")
+    except _audit.NotRecordable as exc:
+        raise RecordError(f"cannot record a {action} record: {exc}") from None
+    return data
+
+
 class Transaction:
     """SQL inside one write transaction, with ``?`` placeholders on both engines."""
 
@@ -166,7 +184,7 @@ class Transaction:
 
     def record_many(self, entries):
         """Allocate a tag and append a chained audit record for each ``(action, subject, data)``."""
-        entries = [(_refs.check_action(a), str(s), _audit.canonical_json(d or {})) for a, s, d in entries]
+        entries = [(_refs.check_action(a), str(s), _audit.canonical_json(_checked(a, s, d or {}))) for a, s, d in entries]
         if not entries:
             return []
         now = _now()
@@ -383,6 +401,10 @@ class SQLiteStore(Store):
 
     def __init__(self, state_dir):
         super().__init__()
+        try:
+            _audit.check_text(state_dir, "the state directory")
+        except _audit.NotRecordable as exc:  # NUL, or an unencodable surrogate: no file has that name
+            raise StoreError(f"{exc}; set LOCUS_STATE_DIR to a valid path") from None
         state_dir = os.path.abspath(os.path.expanduser(state_dir))
         self.state_dir = state_dir
         self.path = self.location = os.path.join(state_dir, DB_NAME)
@@ -479,6 +501,10 @@ class PostgresStore(Store):
 
 def check_url(url):
     """Validate ``LOCUS_STATE_URL``; return it, or raise a :class:`StoreError` saying what is wrong."""
+    try:
+        _audit.check_text(url, "LOCUS_STATE_URL")
+    except _audit.NotRecordable as exc:
+        raise StoreError(str(exc)) from None
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise StoreError(
@@ -502,10 +528,23 @@ def open_store(url=None, state_dir=None):
     ``url`` (or ``LOCUS_STATE_URL``) selects PostgreSQL; otherwise SQLite under ``state_dir``
     (or ``LOCUS_STATE_DIR``, default ``~/.local/state/locus``).
     """
-    url = url or os.environ.get("LOCUS_STATE_URL")
+    url = _setting(url, "the state URL", "LOCUS_STATE_URL")
     if url:
         return PostgresStore(check_url(url))
-    return SQLiteStore(state_dir or os.environ.get("LOCUS_STATE_DIR") or DEFAULT_STATE_DIR)
+    return SQLiteStore(_setting(state_dir, "the state directory", "LOCUS_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def _setting(value, what, variable):
+    """``value``, else the environment's ``variable``, else None. An empty one is refused:
+    falling back to the default store would put records where nobody looks for them."""
+    if value is not None:
+        if not value.strip():
+            raise StoreError(f"{what} is empty: name one (an empty value must not fall back to {variable} or the default store)")
+        return value
+    value = os.environ.get(variable)
+    if value is not None and not value.strip():
+        raise StoreError(f"{variable} is set but empty: name one, or unset it to use the default store")
+    return value
 
 
 def ephemeral_warning(store, variables):

@@ -3,7 +3,11 @@
 """The ``locus`` command-line tool (console script of the project; controller only).
 
 Private API of the collection (may change without notice).
-Exit codes: 0 ok, 1 verification failed, 2 usage or environment error.
+Exit codes: 0 ok, 1 verification failed (or, for approve/resume, refused), 2 usage or
+environment error. Bad input of any kind is exit 2 with one line on standard error: the
+arguments are checked once after parsing (:func:`_check_args`), JSON input is read strictly
+(:func:`_loads`), and :func:`main` maps every error to that line; exit 1 comes only from a
+verification that ran and failed.
 """
 
 from __future__ import annotations
@@ -11,16 +15,100 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import traceback
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact, _refs, _store
+from ansible_collections.locus.infra.plugins.module_utils import _approval, _audit, _guard, _policy, _redact, _refs, _store
 from ansible_collections.locus.infra.plugins.plugin_utils import _guard_cli
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_LAST = 1_000_000_000  # --last: beyond any trail, and within a 64-bit SQL integer
+# Arguments that name files: any bytes a file name may hold are fine (os.fsencode), every
+# other argument must be UTF-8 text.
+PATH_ARGS = ("state_dir", "head", "file", "output", "policy")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_EXPORT_FIELDS = {"position": int, "tag": str, "ts": str, "subject": str, "data": str, "prev_hash": str, "hash": str}
 
 
 class UsageError(Exception):
     pass
+
+
+# Errors that mean bad input or a broken environment: one line, exit 2.
+_USAGE_ERRORS = (
+    UsageError, _store.StoreError, _refs.RefTagError, _audit.NotRecordable,
+    _policy.PolicyError, _approval.ApprovalError, _guard.GuardError,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors raised (one line, exit 2 in :func:`main`) rather than printed."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _count(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= n <= MAX_LAST:
+        raise argparse.ArgumentTypeError(f"{n} is out of range (0 to {MAX_LAST})")
+    return n
+
+
+def _ref_tag(text):
+    try:
+        _refs.parse_tag(text)
+    except _refs.RefTagError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _check_args(args):
+    """Every string argument, once: file names must be encodable, all else valid UTF-8 text."""
+    for name, value in sorted(vars(args).items()):
+        if not isinstance(value, str):
+            continue
+        option = f"--{name.replace('_', '-')}" if name not in ("action", "subject", "ref") else name
+        if name in PATH_ARGS:
+            try:
+                os.fsencode(value)
+            except UnicodeEncodeError:
+                raise UsageError(f"{option}: {value!r} cannot be a file name (lone surrogate)") from None
+            if "\x00" in value:
+                raise UsageError(f"{option}: a file name cannot contain a NUL character")
+            if not value.strip() and name != "state_dir":  # the store says why for --state-dir
+                raise UsageError(f"{option} is empty: name a file")
+        else:
+            try:
+                _audit.check_text(value, option)
+            except _audit.NotRecordable as exc:
+                raise UsageError(str(exc)) from None
+
+
+def _loads(text, what):
+    """Strict JSON: no NaN/Infinity, numbers in range, valid UTF-8, nesting within _audit.MAX_DEPTH."""
+    try:
+        value = _audit.strict_loads(text)
+    except RecursionError:
+        raise UsageError(f"{what} is nested deeper than {_audit.MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc}") from None
+    try:
+        _audit.check_value(value, what)
+    except _audit.NotRecordable as exc:
+        raise UsageError(str(exc)) from None
+    return value
+
+
+def _open(path, mode, what):
+    try:
+        return open(path, mode, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot {'read' if mode == 'r' else 'write'} {what} {path}: {exc.strerror}") from None
 
 
 def _print(obj):
@@ -28,13 +116,20 @@ def _print(obj):
 
 
 def _load_head(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            head = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the exported head {path}: {exc}") from exc
+    with _open(path, "r", "the exported head") as f:
+        try:
+            head = _loads(f.read(), f"the exported head {path}")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"cannot read the exported head {path}: not UTF-8 ({exc.reason})") from None
     if not isinstance(head, dict) or "count" not in head or "head_hash" not in head:
         raise UsageError(f"{path} is not an exported head (it needs count and head_hash)")
+    count, digest, last = head["count"], head["head_hash"], head.get("last_tag")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise UsageError(f"{path}: count must be a whole number >= 0, not {json.dumps(count)[:40]}")
+    if not isinstance(digest, str) or not _HASH_RE.match(digest):
+        raise UsageError(f"{path}: head_hash must be 64 hex digits")
+    if last is not None and not isinstance(last, str):
+        raise UsageError(f"{path}: last_tag must be a REF-tag or null")
     return head
 
 
@@ -49,10 +144,7 @@ def _verify_report(result):
 
 
 def cmd_tag(args, store):
-    try:
-        data = json.loads(args.data) if args.data else {}
-    except ValueError as exc:
-        raise UsageError(f"--data is not JSON: {exc}") from exc
+    data = _loads(args.data, "--data") if args.data else {}
     if not isinstance(data, dict):
         raise UsageError("--data must be a JSON object")
     print(store.record(args.action, args.subject, _redact.redact({**data, "via": "cli"})))
@@ -70,18 +162,26 @@ def cmd_audit_verify(args, store):
 
 def _read_export(path):
     records = []
-    try:
-        with open(path, encoding="utf-8") as f:
+    with _open(path, "r", "the export") as f:
+        try:
             for n, line in enumerate(f, 1):
                 if line.strip():
-                    rec = json.loads(line)
-                    missing = {"position", "tag", "ts", "subject", "data", "prev_hash", "hash"} - set(rec)
-                    if missing:
-                        raise UsageError(f"{path}:{n}: not an exported record (missing {', '.join(sorted(missing))})")
-                    records.append(rec)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the export {path}: {exc}") from exc
+                    records.append(_export_record(_loads(line, f"{path}:{n}"), f"{path}:{n}"))
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"cannot read the export {path}: not UTF-8 ({exc.reason})") from None
     return records
+
+
+def _export_record(rec, where):
+    if not isinstance(rec, dict):
+        raise UsageError(f"{where}: not an exported record (not a JSON object)")
+    missing = set(_EXPORT_FIELDS) - set(rec)
+    if missing:
+        raise UsageError(f"{where}: not an exported record (missing {', '.join(sorted(missing))})")
+    for field, kind in _EXPORT_FIELDS.items():
+        if isinstance(rec[field], bool) or not isinstance(rec[field], kind):
+            raise UsageError(f"{where}: not an exported record ({field} must be a {'number' if kind is int else 'string'})")
+    return rec
 
 
 def cmd_audit_show(args, store):
@@ -96,7 +196,7 @@ def cmd_audit_show(args, store):
         records = store.last(args.last)
     for rec in records:
         if args.json:
-            print(json.dumps(_audit.public_record(rec), sort_keys=True, ensure_ascii=False))
+            print(json.dumps(_audit.public_record(rec), sort_keys=True, ensure_ascii=False, allow_nan=False))
         else:
             print(f"#{rec['position']:<6} {rec['tag']:<28} {rec['ts']}  {rec['subject']}")
             if args.tag:
@@ -107,26 +207,32 @@ def cmd_audit_show(args, store):
 def cmd_audit_head(args, store):
     head = store.head()
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(head, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with _open(args.output, "w", "the head file") as f:
+            _write(f, json.dumps(head, indent=2, sort_keys=True) + "\n", args.output)
     _print(head)
     return EXIT_OK
 
 
 def cmd_audit_export(args, store):
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
-    try:
+    if not args.output:
         for rec in store.iter_records():
-            out.write(json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+            sys.stdout.write(json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    with _open(args.output, "w", "the export") as f:
+        for rec in store.iter_records():
+            _write(f, json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n", args.output)
     return EXIT_OK
 
 
+def _write(f, text, path):
+    try:
+        f.write(text)
+    except OSError as exc:  # e.g. the disk is full
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="locus",
         description="locus.infra: REF-tags and the tamper-evident audit trail.",
         epilog="Exit codes: 0 ok, 1 verification failed, 2 usage or environment error.",
@@ -148,9 +254,9 @@ def build_parser():
     p.set_defaults(func=cmd_audit_verify)
     p = audit.add_parser("show", help="show records")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--tag", help="one record, in full")
-    g.add_argument("--last", type=int, default=20, help="the last N records (default 20)")
-    g.add_argument("--job", help="the records of one run (its JOB tag)")
+    g.add_argument("--tag", type=_ref_tag, help="one record, in full")
+    g.add_argument("--last", type=_count, default=20, help="the last N records (default 20)")
+    g.add_argument("--job", type=_ref_tag, help="the records of one run (its JOB tag)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_audit_show)
     p = audit.add_parser("head", help="print the chain head as JSON (count, last tag, head hash)")
@@ -163,18 +269,44 @@ def build_parser():
     return parser
 
 
+def _error(message):
+    """The one line of a failed command on standard error; exit 2."""
+    line = " ".join(str(message).split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    print(f"locus: error: {line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    # What is printed is valid UTF-8 (the store holds nothing else); a terminal in another
+    # encoding gets escapes, which keep JSON output valid, instead of a crash.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     store = None
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help
+            return exc.code
+        _check_args(args)
         store = _store.open_store(url=args.state_url, state_dir=args.state_dir)
         return args.func(args, store)
-    except (UsageError, _store.StoreError, _refs.RefTagError) as exc:
-        print(f"locus: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except _USAGE_ERRORS as exc:
+        return _error(exc)
     except BrokenPipeError:  # e.g. `locus audit export | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except UnicodeError as exc:  # e.g. a token on standard input that is not UTF-8
+        return _error(f"input is not valid UTF-8 text ({getattr(exc, 'reason', exc)})")
+    except OSError as exc:
+        return _error(f"{exc.filename or 'I/O'}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        print("locus: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line and never exit 1, which means "verification failed"
+        if os.environ.get("LOCUS_DEBUG"):
+            traceback.print_exc()
+        return _error(f"internal error, please report it (LOCUS_DEBUG=1 shows where): {type(exc).__name__}: {exc}")
     finally:
         if store is not None:
             store.close()

@@ -75,6 +75,56 @@ def test_unknown_action_writes_nothing(store):
     assert store.head()["count"] == 1
 
 
+@pytest.mark.parametrize(
+    ("subject", "data", "message"),
+    [
+        ("s", {"a": float("nan")}, r"data\.a is nan, which JSON cannot represent"),
+        ("s", {"a": [float("-inf")]}, r"data\.a\[0\] is -inf"),
+        ("s", {"a": "\udcff"}, r"data\.a is not valid UTF-8"),
+        ("s", {"\ud800": 1}, r"data: a key is not valid UTF-8"),
+        ("s", {1: "a", "b": 2}, r"data has keys that JSON cannot hold"),
+        ("\udcff\udcfe", {}, r"the subject is not valid UTF-8"),
+        ("a\x00b", {}, r"the subject contains a NUL"),
+    ],
+)
+def test_what_is_not_valid_utf8_json_is_refused_on_both_engines(store, subject, data, message):
+    """The trail holds only valid UTF-8 JSON, whichever writer (CLI, module, lookup, callback) calls."""
+    store.record("TASK", "before", {})
+    with pytest.raises(_store.RecordError, match=rf"cannot record a TASK record: {message}"):
+        store.record_many([("TASK", "ok", {}), ("TASK", subject, data)])
+    with pytest.raises(_store.RecordError), store.transaction() as tx:  # the memoised path (lookup)
+        tx.record("TASK", subject, data)
+    assert store.head()["count"] == 1 and store.verify()["ok"]
+
+
+def test_deep_data_is_refused_without_exhausting_the_stack(store):
+    deep = leaf = {}
+    for _ in range(100_000):
+        leaf["x"] = {}
+        leaf = leaf["x"]
+    with pytest.raises(_store.RecordError, match="nested deeper than 64 levels"):
+        store.record("TASK", "deep", deep)
+    # Valid input is not over-refused: NUL and any code point inside JSON strings, number keys.
+    store.record_many([("TASK", "ok", {"a": [[{"b": "\x00 and \u202e \U0001f600"}]]}), ("TASK", "keys", {1: "x", 2.5: "y"})])
+    assert [json.loads(r["data"]) for r in store.iter_records()] == [
+        {"a": [[{"b": "\x00 and \u202e \U0001f600"}]]}, {"1": "x", "2.5": "y"}]
+    assert store.verify()["ok"]
+
+
+def test_empty_store_settings_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default store would land here
+    monkeypatch.delenv("LOCUS_STATE_URL", raising=False)
+    with pytest.raises(_store.StoreError, match="the state directory is empty"):
+        _store.open_store(state_dir="")
+    monkeypatch.setenv("LOCUS_STATE_DIR", "")
+    with pytest.raises(_store.StoreError, match="LOCUS_STATE_DIR is set but empty"):
+        _store.open_store()
+    monkeypatch.setenv("LOCUS_STATE_URL", " ")
+    with pytest.raises(_store.StoreError, match="LOCUS_STATE_URL is set but empty"):
+        _store.open_store(state_dir=str(tmp_path / "explicit"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_transaction_allocates_nothing(store):
     with pytest.raises(RuntimeError), store.transaction() as tx:
         tx.record("TASK", "lost", {})

@@ -151,7 +151,7 @@ def test_head_of_a_grown_trail_still_verifies(store):
     assert store.verify(head=head)["ok"]
 
 
-@pytest.mark.parametrize("head", [{}, {"count": "x", "head_hash": "y"}, {"count": 1}])
+@pytest.mark.parametrize("head", [{}, {"count": "x", "head_hash": "y"}, {"count": 1}, {"count": float("inf"), "head_hash": "y"}])
 def test_malformed_head_is_reported(store, head):
     _fill(store, 2)
     assert store.verify(head=head)["problem"]["message"].startswith("the exported head is malformed")

@@ -30,6 +30,15 @@ REPO = Path(__file__).resolve().parents[2]
         ("private", "ollama", "llama3.2:3b", "http://10.20.0.5:11434", ["10.20.0.0/24"], {}, None),
         ("private", "ollama", "llama3.2:3b", "https://gpu1.lab.example:443", ["gpu1.lab.example"], {}, None),
         ("private", "ollama", "llama3.2:3b", "https://gpu1.lab.example.evil.net", ["gpu1.lab.example"], {}, "neither loopback"),
+        # Loopback by literal address only: a name is never taken for loopback by its look
+        # (.localhost goes to DNS on glibc) nor by resolving it (DNS rebinding, re-resolved on connect).
+        ("private", "ollama", "llama3.2:3b", "http://evil.localhost:11434", [], {}, "neither loopback"),
+        ("private", "ollama", "llama3.2:3b", "http://localhost.:11434", [], {}, "neither loopback"),
+        ("private", "ollama", "llama3.2:3b", "http://127.1:11434", [], {}, "neither loopback"),
+        ("private", "ollama", "llama3.2:3b", "http://0x7f000001:11434", [], {}, "neither loopback"),
+        ("private", "ollama", "llama3.2:3b", "http://[::ffff:127.0.0.1]:11434", [], {}, "neither loopback"),
+        ("private", "ollama", "llama3.2:3b", "http://127.0.0.1@evil.example:11434", [], {}, "neither loopback"),
+        ("private", "ollama", "llama3.2:3b", "http://evil.localhost:11434", ["evil.localhost"], {}, None),
         ("private", "ollama", "gpt-oss:120b-cloud", "http://127.0.0.1:11434", [], {}, "Ollama's cloud"),
         ("private", "ollama", "deepseek-v3.1:cloud", "http://127.0.0.1:11434", [], {}, "Ollama's cloud"),
         ("private", "ollama", "llama3.2:3b", "http://127.0.0.1:11434", [], {"OLLAMA_API_KEY": "k"}, "OLLAMA_API_KEY"),
@@ -46,6 +55,27 @@ def test_lane_rules(lane, backend, model, host, allow, env, refused):
         with pytest.raises(_agent.AgentError, match=refused) as info:
             _agent.check_lane(lane, backend, model, endpoint, allow, env)
         assert info.value.kind == "lane"
+
+
+@pytest.mark.parametrize("host", ["evil.localhost", "ollama.internal", "vm", "localhost.localdomain"])
+@pytest.mark.parametrize("answer", ["127.0.0.1", "203.0.113.5"])
+def test_lane_check_never_resolves_a_name(monkeypatch, host, answer):
+    """Whatever a resolver would answer (loopback, or an outside address after a rebinding),
+    a name outside private_hosts is refused, and no lookup is made at all."""
+    import socket
+
+    asked = []
+
+    def resolver(name, *args, **kwargs):
+        asked.append(name)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    monkeypatch.setattr(socket, "gethostbyname", lambda name: asked.append(name) or answer)
+    monkeypatch.setattr(socket, "gethostbyname_ex", lambda name: asked.append(name) or (name, [], [answer]))
+    with pytest.raises(_agent.AgentError, match="neither loopback nor in private_hosts"):
+        _agent.check_lane("private", "ollama", "llama3.2:3b", {"host": f"http://{host}:11434"}, [], {})
+    assert asked == []
 
 
 # -- prices and limits -----------------------------------------------------------------------------

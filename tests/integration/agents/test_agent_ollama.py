@@ -92,6 +92,17 @@ def test_private_lane_refusals_send_nothing(sqlite_store, ollama, over, env, mes
     assert agent_records(sqlite_store)[-1][1]["reason"] == "lane"
 
 
+@pytest.mark.parametrize("name", ["evil.localhost", "localhost.", socket.gethostname(), "127.1", "[::ffff:127.0.0.1]"])
+def test_private_lane_takes_only_literal_loopback(sqlite_store, ollama, name):
+    # Each names this machine, or would if a resolver said so (the host name resolves to
+    # 127.0.0.1 through /etc/hosts here); none is a literal loopback address, so none passes
+    # without private_hosts, and the double on 127.0.0.1 receives nothing.
+    port = ollama.host.rsplit(":", 1)[1]
+    with pytest.raises(_agent.AgentError, match="neither loopback nor in private_hosts") as info:
+        ask(sqlite_store, task="Private data.", **_ollama(ollama, lane="private", host=f"http://{name}:{port}"))
+    assert info.value.kind == "lane" and ollama.requests == []
+
+
 def test_allow_listed_private_host_is_accepted(sqlite_store, ollama):
     # The double listens on 127.0.0.1; naming it through an allow-list entry exercises that path.
     result = ask(sqlite_store, task="Say ok.", max_tokens=8, private_hosts=["127.0.0.0/8"], **_ollama(ollama, lane="private"))
