@@ -505,7 +505,10 @@ def check_url(url):
         _audit.check_text(url, "LOCUS_STATE_URL")
     except _audit.NotRecordable as exc:
         raise StoreError(str(exc)) from None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6 address
+        raise StoreError(f"LOCUS_STATE_URL {redact_url(url)!r}: {exc}") from None
     if parts.scheme not in ("postgresql", "postgres"):
         raise StoreError(
             f"LOCUS_STATE_URL {redact_url(url)!r} is not a PostgreSQL URL: expected "

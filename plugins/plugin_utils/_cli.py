@@ -289,8 +289,12 @@ def main(argv=None):
         except SystemExit as exc:  # --help
             return exc.code
         _check_args(args)
+        if sys.stdout is None:  # started with standard output closed (>&-)
+            raise UsageError("standard output is closed")
         store = _store.open_store(url=args.state_url, state_dir=args.state_dir)
-        return args.func(args, store)
+        code = args.func(args, store)
+        sys.stdout.flush()  # here, so that a full disk or a closed pipe is reported like any error
+        return code
     except _USAGE_ERRORS as exc:
         return _error(exc)
     except BrokenPipeError:  # e.g. `locus audit export | head`
@@ -299,7 +303,7 @@ def main(argv=None):
     except UnicodeError as exc:  # e.g. a token on standard input that is not UTF-8
         return _error(f"input is not valid UTF-8 text ({getattr(exc, 'reason', exc)})")
     except OSError as exc:
-        return _error(f"{exc.filename or 'I/O'}: {exc.strerror or exc}")
+        return _error(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else f"cannot write the output: {exc.strerror or exc}")
     except KeyboardInterrupt:
         print("locus: interrupted", file=sys.stderr)
         return 130

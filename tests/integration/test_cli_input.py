@@ -191,6 +191,7 @@ def test_wellformed_but_wrong_export_still_fails_verification_with_exit_1(cli_en
         (["audit", "head"], {"LOCUS_STATE_URL": ""}, "LOCUS_STATE_URL is set but empty"),
         ([b"--state-dir", b"/tmp/\xff", b"status"], {}, "the state directory is not valid UTF-8"),
         ([b"--state-url", b"postgresql://u:pw@h/\xff", b"status"], {}, "--state-url is not valid UTF-8"),
+        (["--state-url", "postgresql://u:pw@[::1/x", "status"], {}, "Invalid IPv6 URL"),
     ],
 )
 def test_empty_or_invalid_store_setting_is_refused(tmp_path, args, env, expected):
@@ -200,6 +201,31 @@ def test_empty_or_invalid_store_setting_is_refused(tmp_path, args, env, expected
     err = _assert_usage_error(_locus(*args, env={"HOME": str(home), **env}), expected)
     assert "pw" not in err
     assert list(home.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["audit", "export"], ["audit", "show"], ["audit", "head"], ["status"], ["tag", "TASK", "x"]])
+def test_closed_or_full_standard_output_is_exit_2(cli_env, command):
+    assert _locus("tag", "TASK", "something to print", env=cli_env).returncode == 0
+    closed = subprocess.run([str(VENV_BIN / "locus"), *command], env={**os.environ, **cli_env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, check=False, pass_fds=(), close_fds=True,
+                            preexec_fn=lambda: os.close(1))
+    _assert_usage_error(subprocess.CompletedProcess(closed.args, closed.returncode, b"", closed.stderr), "standard output is closed")
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([str(VENV_BIN / "locus"), *command], env={**os.environ, **cli_env}, stdout=full,
+                              stderr=subprocess.PIPE, check=False)
+    _assert_usage_error(subprocess.CompletedProcess(proc.args, proc.returncode, b"", proc.stderr), "No space left on device")
+
+
+def test_export_into_a_closed_pipe_is_quiet(cli_env):
+    with _store.open_store(state_dir=cli_env["LOCUS_STATE_DIR"]) as store:
+        store.record_many([("TASK", f"r{i}", {"pad": "x" * 200}) for i in range(3000)])  # ~1.5 MB: more than a pipe holds
+    # `locus audit export | head -c 100`: the reader takes 100 bytes and goes away.
+    with subprocess.Popen([str(VENV_BIN / "locus"), "audit", "export"], env={**os.environ, **cli_env},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert len(proc.stdout.read(100)) == 100
+        proc.stdout.close()
+        err = proc.stderr.read()
+    assert proc.returncode == 0 and err == b""
 
 
 def test_show_json_is_valid_json_even_for_a_record_holding_nan(cli_env):
