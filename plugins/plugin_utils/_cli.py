@@ -184,6 +184,12 @@ def _export_record(rec, where):
     return rec
 
 
+def _shown(text):
+    """Text for a terminal line: control and format characters escaped, so that a recorded
+    subject cannot move the cursor, clear the screen or reorder the line (ESC, CR, U+202E)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def cmd_audit_show(args, store):
     if args.tag:
         rec = store.get(args.tag)
@@ -198,7 +204,7 @@ def cmd_audit_show(args, store):
         if args.json:
             print(json.dumps(_audit.public_record(rec), sort_keys=True, ensure_ascii=False, allow_nan=False))
         else:
-            print(f"#{rec['position']:<6} {rec['tag']:<28} {rec['ts']}  {rec['subject']}")
+            print(f"#{rec['position']:<6} {rec['tag']:<28} {rec['ts']}  {_shown(rec['subject'])}")
             if args.tag:
                 _print(_audit.public_record(rec))
     return EXIT_OK
@@ -271,7 +277,7 @@ def build_parser():
 
 def _error(message):
     """The one line of a failed command on standard error; exit 2."""
-    line = " ".join(str(message).split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    line = _shown(" ".join(str(message).split()).encode("utf-8", "backslashreplace").decode("utf-8"))
     print(f"locus: error: {line}", file=sys.stderr)
     return EXIT_USAGE
 

@@ -255,6 +255,16 @@ def test_unicode_and_nul_in_data_are_recorded_exactly(cli_env):
     assert {k: shown["data"][k] for k in data} == data
 
 
+def test_show_escapes_terminal_controls_in_subjects(cli_env):
+    subject = "rotate logs\x1b[2K\rdelete vm 101\u202e\x9b31m\nsecond line"
+    assert _locus("tag", "TASK", subject, env=cli_env).returncode == 0
+    out = _locus("audit", "show", env=cli_env).stdout.decode("utf-8")
+    assert out.count("\n") == 1 and "\x1b" not in out and "\u202e" not in out and "\x9b" not in out
+    assert "rotate logs\\x1b[2K\\rdelete vm 101\\u202e\\x9b31m\\nsecond line" in out
+    shown = _strict(_locus("audit", "show", "--json", env=cli_env).stdout.decode("utf-8"))
+    assert shown["subject"] == subject  # the machine-readable form keeps it exactly
+
+
 def test_non_utf8_token_on_stdin_is_exit_2(cli_env):
     assert _locus("halt", "--reason", "drill", env=cli_env).returncode == 0
     proc = _locus("resume", "--token", "-", env={**cli_env, "LOCUS_APPROVAL_KEY": "k" * 32}, stdin=b"\xff\xfe\n")
