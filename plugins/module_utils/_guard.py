@@ -28,7 +28,7 @@ from ansible_collections.locus.infra.plugins.module_utils import _approval, _aud
 
 DECISIONS = ("allow", "needs_approval", "deny")
 MAX_RECORDED_FINDINGS = 50
-OPERATION_KEYS = {"what", "where", "changes", "diff", "changes_file"}
+OPERATION_KEYS = {"what", "where", "changes", "diff", "changes_file", "findings"}
 
 
 class GuardError(Exception):
@@ -309,6 +309,9 @@ def normalise_operation(operation, default_host="localhost"):
         if not complete:
             extra.append({"rule": "check_failed", "message": "the check run did not complete; the prediction is partial",
                           "evidence": {"changes_file": str(operation["changes_file"])}})
+    if operation.get("findings"):
+        meta["findings"] = _given_findings(operation["findings"])
+        extra.extend(meta["findings"])
     try:
         norm = _guard_rules.normalise(changes, diff, default_host=where)
     except ValueError as exc:
@@ -316,8 +319,26 @@ def normalise_operation(operation, default_host="localhost"):
     return what, where, norm, extra, meta
 
 
-def change_digest(what, where, changes):
-    """SHA-256 over the change as reviewed: what, where and every change with its diffs."""
+def _given_findings(findings):
+    """Findings judged outside the guard (the health review's), checked: ``[{rule, message, evidence}]``."""
+    if not isinstance(findings, list):
+        raise GuardError(f"operation.findings must be a list of findings (rule, message, evidence), got {type(findings).__name__}")
+    out = []
+    for n, f in enumerate(findings):
+        if not isinstance(f, dict):
+            raise GuardError(f"operation.findings[{n}] must be a mapping (rule, message, evidence), got {type(f).__name__}")
+        if f.get("rule") not in _guard_rules.RULES:
+            raise GuardError(f"operation.findings[{n}].rule: unknown rule {f.get('rule')!r} (known: {', '.join(_guard_rules.RULES)})")
+        evidence = f.get("evidence") or {}
+        if not isinstance(evidence, dict):
+            raise GuardError(f"operation.findings[{n}].evidence must be a mapping")
+        out.append({"rule": f["rule"], "message": _redact.redact_text(str(f.get("message") or _guard_rules.RULES[f["rule"]]))[:300],
+                    "evidence": _redact.redact(evidence)})
+    return out
+
+
+def change_digest(what, where, changes, findings=None):
+    """SHA-256 over the change as reviewed: what, where, every change with its diffs (and given findings)."""
     items = []
     for c in changes:
         items.append({
@@ -325,7 +346,10 @@ def change_digest(what, where, changes):
             "status": c["status"], "files": [{"path": f["path"], "before": f["before"], "after": f["after"]} for f in c["files"]],
         })
     items.sort(key=lambda i: (i["task_path"], i["task"], i["host"], _audit.canonical_json(i)))
-    body = _audit.canonical_json({"what": what, "where": where, "changes": items})
+    doc = {"what": what, "where": where, "changes": items}
+    if findings:
+        doc["findings"] = findings
+    body = _audit.canonical_json(doc)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -403,7 +427,7 @@ def decide(store, policy, operation, resources=None, reviews=None, approval=None
     what, where, changes, extra, meta = normalise_operation(operation)
     reviews = normalise_reviews(reviews)
     ev = evaluate(policy, changes, resources, reviews, extra)
-    digest = change_digest(what, where, changes)
+    digest = change_digest(what, where, changes, meta.get("findings"))
     reasons, decision = [], None
     requirement = policy.requirement(ev["risk"])
     exhausted = [f for f in ev["findings"] if f["rule"] == "resource_exhausted"]

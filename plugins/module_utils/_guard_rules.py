@@ -13,7 +13,9 @@ each rule its risk. Nothing here calls a model.
 Rules: ``vm_delete``, ``vm_stop``, ``bgp_filter``, ``bgp_export_all``, ``bgp_neighbor``,
 ``public_bind``, ``auth_removed``, ``tls_removed``, ``k3s_server``, ``plaintext_secret``,
 ``resource_pressure``, ``resource_exhausted``, ``unpredictable``, ``check_failed``
-(``agent_reject`` is raised by the decision when an AI review recommends rejection).
+(``agent_reject`` is raised by the decision when an AI review recommends rejection). The
+health rules (``host_unreachable`` ... ``budget_nearly_spent``) are judged outside, on facts
+read from the hosts, and reach the guard as ``operation.findings``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,19 @@ RULES = {
     "unpredictable": "a task whose change cannot be predicted or reviewed",
     "check_failed": "the check run failed; the prediction is incomplete",
     "agent_reject": "an AI reviewer recommends rejecting the change",
+    # Health findings (playbooks/health_review.yml, computed by locus.infra.ops_facts and given
+    # to the guard as operation.findings).
+    "host_unreachable": "a managed host does not answer",
+    "systemd_degraded": "systemd on a host is not running (degraded, starting, ...)",
+    "unit_failed": "a unit failed, or a unit a role owns is not active",
+    "journal_errors": "errors in a host's journal since the last review",
+    "bgp_down": "a BGP session is not established",
+    "site_down": "a site does not answer as expected",
+    "k3s_node_not_ready": "a K3s node is not Ready",
+    "cert_expiring": "a site's certificate expires soon",
+    "cert_expired": "a site's certificate has expired",
+    "audit_chain_broken": "the audit trail does not verify",
+    "budget_nearly_spent": "agent spend is near a budget",
 }
 
 MASK = _redact.MASK

@@ -81,6 +81,14 @@ options:
           - The JSON file written by the C(locus.infra.changes) callback during a check + diff run of the
             playbook that would apply the change (see C(playbooks/change_review.yml)).
         type: path
+      findings:
+        description:
+          - Findings judged outside the guard on facts read from the hosts - the health review's (C(playbooks/health_review.yml))
+            C(host_unreachable), C(unit_failed), C(bgp_down), C(cert_expiring), C(audit_chain_broken) ... Each is a mapping with
+            C(rule) (a rule of the policy), C(message) and C(evidence). They set the risk floor like the analysers' findings, and
+            an approval is bound to them (they are part of the digest).
+        type: list
+        elements: dict
   resources:
     description:
       - Resource facts, e.g. the RV(locus.infra.proxmox_node_info#module:nodes) of C(locus.infra.proxmox_node_info) -

@@ -1,0 +1,176 @@
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Parsers behind locus.infra.ops_probe: what a managed host says about its health.
+
+Private API of the collection (may change without notice). Runs on the managed host (the
+module ships it), so it keeps to the standard library. Every parser takes the text a tool
+printed and returns plain data; none of them runs anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+MESSAGE_CHARS = 200  # of a journal message kept as evidence
+
+
+def parse_meminfo(text):
+    """``{total_bytes, available_bytes, used_percent}`` from /proc/meminfo."""
+    values = {}
+    for line in text.splitlines():
+        m = re.match(r"^(\w+):\s+(\d+)(?:\s+kB)?", line)
+        if m:
+            values[m.group(1)] = int(m.group(2)) * 1024
+    total = values.get("MemTotal")
+    if not total:
+        return None
+    available = values.get("MemAvailable", values.get("MemFree", 0) + values.get("Cached", 0))
+    return {"total_bytes": total, "available_bytes": available, "used_percent": round(100.0 * (total - available) / total, 1)}
+
+
+def cpu_times(text):
+    """``(busy, total)`` jiffies of the first ``cpu`` line of /proc/stat."""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            fields = [int(x) for x in line.split()[1:]]
+            idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+            total = sum(fields[:8])  # guest time is already inside user/nice
+            return total - idle, total
+    return None
+
+
+def cpu_percent(before, after):
+    """Busy share between two :func:`cpu_times` samples, in percent."""
+    if not before or not after or after[1] <= before[1]:
+        return None
+    return round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+
+
+def disk_usage(mount, statvfs):
+    """``{mount, total_bytes, used_bytes, used_percent}`` like df(1) from an ``os.statvfs`` result."""
+    total = statvfs.f_blocks * statvfs.f_frsize
+    free_root = statvfs.f_bfree * statvfs.f_frsize
+    avail = statvfs.f_bavail * statvfs.f_frsize
+    used = total - free_root
+    # df's Use%: used / (used + available to unprivileged users)
+    pct = round(100.0 * used / (used + avail), 1) if used + avail else 0.0
+    return {"mount": mount, "total_bytes": total, "used_bytes": used, "used_percent": pct}
+
+
+def parse_unit_show(text):
+    """``{unit: {id, load, active, sub}}`` from ``systemctl show -p Id,LoadState,ActiveState,SubState u1 u2``.
+
+    systemctl prints one block per unit, in the order asked, separated by blank lines.
+    """
+    blocks, cur = [], {}
+    for line in text.splitlines() + [""]:
+        if not line.strip():
+            if cur:
+                blocks.append(cur)
+                cur = {}
+            continue
+        key, _, value = line.partition("=")
+        cur[key] = value
+    return [{"id": b.get("Id", ""), "load": b.get("LoadState", ""), "active": b.get("ActiveState", ""), "sub": b.get("SubState", "")}
+            for b in blocks]
+
+
+def parse_failed_units(text):
+    """Unit names from ``systemctl --failed --plain --no-legend``."""
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
+def parse_journal(text, limit_units=20):
+    """Error records from ``journalctl -o json``: ``{count, units: [{unit, count, last}]}``.
+
+    Only counts and the last message (cut to MESSAGE_CHARS) per unit are kept: the facts an
+    operator or a reviewer needs, not the raw log.
+    """
+    units, count = {}, 0
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        count += 1
+        unit = rec.get("_SYSTEMD_UNIT") or rec.get("SYSLOG_IDENTIFIER") or rec.get("_COMM") or "unknown"
+        msg = rec.get("MESSAGE")
+        if isinstance(msg, list):  # journald sends non-UTF-8 messages as byte arrays
+            msg = bytes(b for b in msg if isinstance(b, int) and 0 <= b < 256).decode("utf-8", "replace")
+        entry = units.setdefault(str(unit), {"unit": str(unit), "count": 0, "last": ""})
+        entry["count"] += 1
+        entry["last"] = " ".join(str(msg or "").split())[:MESSAGE_CHARS]
+    ranked = sorted(units.values(), key=lambda u: (-u["count"], u["unit"]))
+    return {"count": count, "units": ranked[:limit_units]}
+
+
+_ROUTES = re.compile(r"Routes:\s+(\d+) imported,(?:\s+(\d+) filtered,)?\s+(\d+) exported")
+
+
+def parse_bird_protocols(text):
+    """BGP sessions from ``birdc show protocols all``.
+
+    ``[{name, state, bgp_state, neighbor, neighbor_as, since, info, channels: [{family, state, imported, exported}]}]``.
+    """
+    sessions, cur, channel = [], None, None
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(("BIRD ", "Name ")) or re.match(r"^\d{4} ", line):
+            continue
+        if not line[0].isspace():
+            fields = line.split()
+            cur = None
+            if len(fields) >= 4 and fields[1] == "BGP":
+                cur = {"name": fields[0], "state": fields[3], "bgp_state": None, "neighbor": None, "neighbor_as": None,
+                       "since": " ".join(fields[4:5]), "info": " ".join(fields[5:]), "channels": []}
+                sessions.append(cur)
+            channel = None
+            continue
+        if cur is None:
+            continue
+        stripped = line.strip()
+        key, _, value = stripped.partition(":")
+        value = value.strip()
+        if key == "BGP state":
+            cur["bgp_state"] = value
+        elif key == "Neighbor address":
+            cur["neighbor"] = value
+        elif key == "Neighbor AS":
+            cur["neighbor_as"] = int(value) if value.isdigit() else value
+        elif stripped.startswith("Channel "):
+            channel = {"family": stripped.split()[1], "state": None, "imported": 0, "exported": 0}
+            cur["channels"].append(channel)
+        elif channel is not None and key == "State":
+            channel["state"] = value
+        elif channel is not None and key == "Routes":
+            m = _ROUTES.search(stripped)
+            if m:
+                channel["imported"], channel["exported"] = int(m.group(1)), int(m.group(3))
+    return sessions
+
+
+def parse_k3s_nodes(text):
+    """``[{name, ready, roles, version}]`` from ``kubectl get nodes -o json`` (a v1 NodeList)."""
+    doc = json.loads(text)
+    out = []
+    for item in doc.get("items") or []:
+        meta, status = item.get("metadata") or {}, item.get("status") or {}
+        ready = [c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+        roles = sorted(k.split("/", 1)[1] for k in (meta.get("labels") or {}) if k.startswith("node-role.kubernetes.io/"))
+        out.append({"name": meta.get("name"), "ready": ready[:1] == ["True"], "roles": roles,
+                    "version": (status.get("nodeInfo") or {}).get("kubeletVersion")})
+    return out
+
+
+def parse_ollama_tags(text):
+    """``[{name, size_bytes, parameter_size, quantization, modified_at}]`` from Ollama's ``GET /api/tags``."""
+    doc = json.loads(text)
+    out = []
+    for m in doc.get("models") or []:
+        details = m.get("details") or {}
+        out.append({"name": m.get("name") or m.get("model"), "size_bytes": m.get("size"),
+                    "parameter_size": details.get("parameter_size"), "quantization": details.get("quantization_level"),
+                    "modified_at": m.get("modified_at")})
+    return out

@@ -1,0 +1,239 @@
+#!/usr/bin/python
+# Copyright: locus.infra contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read a managed host's health in one round trip (heartbeat, status report, health review)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ops_probe
+short_description: Read a host's health in one round trip - systemd, units, disk, memory, CPU, BGP, journal, K3s, Ollama
+version_added: 0.1.0
+description:
+  - Reads, in one module run, what the operations playbooks (C(heartbeat.yml), C(status_report.yml),
+    C(health_review.yml)) need from a managed host - systemd's state and failed units, the state of
+    the units the host's roles own, disk and memory usage, CPU busy share, and where asked the BGP
+    sessions of BIRD, errors in the journal since a point in time, the K3s nodes and the Ollama models.
+  - Changes nothing, ever. A part that cannot be read is reported in RV(errors) and left null; the
+    module itself fails only on bad options.
+author:
+  - locus.infra developers (@locus-infra)
+extends_documentation_fragment:
+  - locus.infra.attributes
+options:
+  units:
+    description:
+      - systemd units whose state to read (C(ssh), C(bird), C(nginx), C(k3s), C(ollama) ...).
+    type: list
+    elements: str
+    default: []
+  mounts:
+    description: Mount points whose usage to read.
+    type: list
+    elements: path
+    default: [/]
+  cpu_sample:
+    description: Seconds between the two C(/proc/stat) readings for RV(cpu_percent); V(0) skips it.
+    type: float
+    default: 0.2
+  bird:
+    description: Read the BGP sessions with C(birdc show protocols all).
+    type: bool
+    default: false
+  journal_since:
+    description:
+      - Count journal records of priority C(err) and worse since this UNIX time (UTC seconds); V(0) means
+        since boot. Not read when unset.
+    type: int
+  k3s_command:
+    description:
+      - Read the K3s nodes with this command followed by C(get nodes -o json), e.g. V([k3s, kubectl]).
+        Not read when empty.
+    type: list
+    elements: str
+    default: []
+  ollama_url:
+    description: Read the models with C(GET <ollama_url>/api/tags), e.g. V(http://127.0.0.1:11434). Not read when unset.
+    type: str
+  timeout:
+    description: Seconds each command and request may take.
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    support: full
+    details: Only reads; runs in check mode as usual.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+    details: Linux with systemd.
+seealso:
+  - module: locus.infra.ops_report
+  - module: locus.infra.ops_notify
+"""
+
+EXAMPLES = r"""
+- name: Read the health of a router
+  locus.infra.ops_probe:
+    units: [ssh, bird]
+    bird: true
+    journal_since: 0
+  register: probe
+
+- name: Show what is not active
+  ansible.builtin.debug:
+    msg: "{{ probe.units | rejectattr('active', 'equalto', 'active') | list }}"
+"""
+
+RETURN = r"""
+system_state:
+  description: Output of C(systemctl is-system-running) (V(running), V(degraded), ...).
+  returned: always
+  type: str
+  sample: running
+failed_units:
+  description: Units systemd lists as failed.
+  returned: always
+  type: list
+  elements: str
+units:
+  description: The state of each unit of O(units), in order.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: bird, id: bird.service, load: loaded, active: active, sub: running}]
+memory:
+  description: C(total_bytes), C(available_bytes), C(used_percent) from C(/proc/meminfo).
+  returned: always
+  type: dict
+disks:
+  description: C(mount), C(total_bytes), C(used_bytes), C(used_percent) of each of O(mounts) (like C(df)).
+  returned: always
+  type: list
+  elements: dict
+cpu_percent:
+  description: Busy share of all CPUs over O(cpu_sample) seconds.
+  returned: always
+  type: float
+bgp:
+  description:
+    - The BGP sessions (C(name), C(state), C(bgp_state), C(neighbor), C(neighbor_as), C(since), C(info), and
+      C(channels) with C(family), C(state), C(imported), C(exported)); null unless O(bird).
+  returned: always
+  type: list
+  elements: dict
+journal:
+  description: C(count) of error records since O(journal_since) and C(units) (C(unit), C(count), C(last) message, cut to 200 characters).
+  returned: always
+  type: dict
+k3s_nodes:
+  description: C(name), C(ready), C(roles), C(version) of each K3s node; null unless O(k3s_command).
+  returned: always
+  type: list
+  elements: dict
+ollama_models:
+  description: C(name), C(size_bytes), C(parameter_size), C(quantization), C(modified_at) of each model; null unless O(ollama_url).
+  returned: always
+  type: list
+  elements: dict
+errors:
+  description: What could not be read, and why.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.locus.infra.plugins.module_utils import _ops_probe as op
+
+
+def _read(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "units": {"type": "list", "elements": "str", "default": []},
+            "mounts": {"type": "list", "elements": "path", "default": ["/"]},
+            "cpu_sample": {"type": "float", "default": 0.2},
+            "bird": {"type": "bool", "default": False},
+            "journal_since": {"type": "int"},
+            "k3s_command": {"type": "list", "elements": "str", "default": []},
+            "ollama_url": {"type": "str"},
+            "timeout": {"type": "int", "default": 10},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    errors = []
+    before = op.cpu_times(_read("/proc/stat")) if p["cpu_sample"] > 0 else None
+    started = time.monotonic()
+
+    def run(argv, what):
+        rc, out, err = module.run_command(argv, environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
+        if rc != 0 and what:
+            errors.append(f"{what}: {' '.join(argv)} exited {rc}: {(err or out).strip()[:200]}")
+        return rc, out
+
+    result = {"changed": False, "system_state": run(["systemctl", "is-system-running"], None)[1].strip() or "unknown"}
+    result["failed_units"] = op.parse_failed_units(run(["systemctl", "--failed", "--plain", "--no-legend"], "failed units")[1])
+    result["units"] = []
+    if p["units"]:
+        shown = op.parse_unit_show(run(["systemctl", "show", "-p", "Id,LoadState,ActiveState,SubState", "--", *p["units"]], "units")[1])
+        for name, state in zip(p["units"], shown + [{}] * len(p["units"]), strict=False):
+            result["units"].append({"name": name, "id": state.get("id", ""), "load": state.get("load", "unknown"),
+                                    "active": state.get("active", "unknown"), "sub": state.get("sub", "")})
+    try:
+        result["memory"] = op.parse_meminfo(_read("/proc/meminfo"))
+    except OSError as exc:
+        result["memory"] = None
+        errors.append(f"memory: {exc}")
+    result["disks"] = []
+    for mount in p["mounts"]:
+        try:
+            result["disks"].append(op.disk_usage(mount, os.statvfs(mount)))
+        except OSError as exc:
+            errors.append(f"disk {mount}: {exc.strerror or exc}")
+    result["bgp"] = None
+    if p["bird"]:
+        rc, out = run(["birdc", "show", "protocols", "all"], "BGP")
+        result["bgp"] = op.parse_bird_protocols(out) if rc == 0 else None
+    result["journal"] = None
+    if p["journal_since"] is not None:
+        since = ["-b"] if p["journal_since"] <= 0 else [f"--since=@{p['journal_since']}"]
+        rc, out = run(["journalctl", "--no-pager", "-q", "-o", "json", "-p", "err", "-n", "1000", *since], "journal")
+        result["journal"] = op.parse_journal(out) if rc == 0 else None
+    result["k3s_nodes"] = None
+    if p["k3s_command"]:
+        rc, out = run([*p["k3s_command"], "get", "nodes", "-o", "json", f"--request-timeout={p['timeout']}s"], "K3s nodes")
+        if rc == 0:
+            try:
+                result["k3s_nodes"] = op.parse_k3s_nodes(out)
+            except (ValueError, AttributeError) as exc:
+                errors.append(f"K3s nodes: not a NodeList: {exc}")
+    result["ollama_models"] = None
+    if p["ollama_url"]:
+        url = p["ollama_url"].rstrip("/") + "/api/tags"
+        try:
+            result["ollama_models"] = op.parse_ollama_tags(open_url(url, timeout=p["timeout"], use_proxy=False).read())
+        except Exception as exc:  # noqa: BLE001 - any failure to read the API is a reported error, not a crash
+            errors.append(f"Ollama models: GET {url}: {type(exc).__name__}: {exc}")
+    if before:
+        time.sleep(max(0.0, p["cpu_sample"] - (time.monotonic() - started)))  # the reads above count as sample time
+        result["cpu_percent"] = op.cpu_percent(before, op.cpu_times(_read("/proc/stat")))
+    else:
+        result["cpu_percent"] = None
+    result["errors"] = errors
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
