@@ -46,5 +46,6 @@ class ActionModule(LocusAction):
         out["msg"] = f"{args['name']} {out['ref_tag'] or '(check mode)'}: {summary['state'].upper()}" + (
             f" ({'; '.join(summary['down'][:10])})" if summary["down"] else f", {summary['counts']['checks']} checks") + sent
         if args["fail_on_down"] and summary["state"] == "down":
-            raise LocusActionError(out["msg"], **out)
+            msg = out.pop("msg")
+            raise LocusActionError(msg, **out)
         return out

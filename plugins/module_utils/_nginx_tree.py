@@ -358,6 +358,18 @@ def bind_conflict(lines):
 
 
 # ------------------------------------------------------------------ probing -------------------
+def _not_after(der):
+    """The certificate's notAfter as ``YYYY-MM-DDTHH:MM:SSZ`` (None without the cryptography package)."""
+    try:
+        from cryptography import x509
+    except ImportError:
+        return None
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+
+
 def probe(address, port, scheme="https", server_name=None, path="/", method="GET", headers=None, timeout=5.0,
           ca_pem=None, body_limit=4096):
     """One HTTP(S) request to ``address``:``port`` with ``server_name`` as SNI and Host.
@@ -382,7 +394,7 @@ def probe(address, port, scheme="https", server_name=None, path="/", method="GET
             sock = ctx.wrap_socket(sock, server_hostname=host)
             der = sock.getpeercert(binary_form=True)
             if der:
-                result["certificate"] = {"sha256": hashlib.sha256(der).hexdigest(), "version": sock.version()}
+                result["certificate"] = {"sha256": hashlib.sha256(der).hexdigest(), "version": sock.version(), "not_after": _not_after(der)}
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
         conn.sock = sock
         hdrs = {"Host": host if port in (80, 443) else f"{host}:{port}", "User-Agent": "locus.infra-nginx-probe",

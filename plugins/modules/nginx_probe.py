@@ -115,7 +115,7 @@ body:
   returned: always
   type: str
 certificate:
-  description: C(sha256) of the server certificate (DER) and the TLS C(version); null for C(http).
+  description: C(sha256) of the server certificate (DER), the TLS C(version) and C(not_after) (UTC, C(YYYY-MM-DDTHH:MM:SSZ)); null for C(http).
   returned: always
   type: dict
 error:

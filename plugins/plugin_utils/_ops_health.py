@@ -11,6 +11,8 @@ a report and a guard decision never disagree about "too full".
 
 from __future__ import annotations
 
+import datetime
+
 from ansible_collections.locus.infra.plugins.module_utils import _guard_rules, _redact
 
 DOWN, WARN, UP = "down", "warn", "up"
@@ -29,6 +31,22 @@ def _require_mapping(value, where):
     if not isinstance(value, dict):
         raise OpsError(f"{where} must be a mapping, got {type(value).__name__}")
     return value
+
+
+def site_answers(sites, now=None):
+    """The site answers, each with ``days_left`` (whole days until ``not_after``) where a certificate was seen."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    out = []
+    for n, s in enumerate(sites or []):
+        s = dict(_require_mapping(s, f"sites[{n}]"))
+        if s.get("days_left") is None and s.get("not_after"):
+            try:
+                end = datetime.datetime.strptime(str(s["not_after"])[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+            except ValueError as exc:
+                raise OpsError(f"sites[{n}].not_after: {s['not_after']!r} is not YYYY-MM-DDTHH:MM:SS") from exc
+            s["days_left"] = (end - now).days
+        out.append(s)
+    return out
 
 
 def host_resources(hosts):
@@ -107,8 +125,7 @@ def checks(hosts, sites=(), policy=None, cpu=False):
             state = UP if f is None else (DOWN if f["rule"] == "resource_exhausted" else WARN)
             out.append(_check(f"{what} under thresholds", host, state,
                               {"used_percent": facts["used_percent"], "warn": policy.warn_threshold, "halt": policy.halt_threshold}))
-    for s in sites or []:
-        _require_mapping(s, "sites[]")
+    for s in site_answers(sites):
         ok = s.get("status") in (s.get("expected") or [200])
         out.append(_check(f"site {s.get('name')} answering", s.get("host") or "", UP if ok else DOWN,
                           {"status": s.get("status"), "expected": s.get("expected") or [200], "error": clean(s["error"]) if s.get("error") else None}))
@@ -173,7 +190,7 @@ def findings(hosts, sites=(), store_facts=None, cert_warn_days=14, budget_warn_p
                 + (f", most from {top[0]['unit']} ({top[0]['count']})" if top else ""),
                 host=host, count=journal["count"], units=[{"unit": u["unit"], "count": u["count"]} for u in top[:5]],
             ))
-    for s in sites or []:
+    for s in site_answers(sites):
         days = s.get("days_left")
         if days is None:
             continue

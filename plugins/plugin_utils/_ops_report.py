@@ -42,7 +42,7 @@ def _para(text):
 
 
 def _items(items):
-    return {"type": "list", "items": [str(i) for i in items]}
+    return {"type": "list", "items": [str(i) for i in items]} if items else None
 
 
 def _chart(name, svg, alt):
@@ -100,7 +100,7 @@ def _brief(value, limit=160):
 def status_document(data, policy, ref_tag, now=None, cert_warn_days=14):
     """The status report: hosts and roles, usage, BGP, sites and certificates, K3s, Ollama, audit, spend, guard."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    hosts, sites, facts = data.get("hosts") or {}, data.get("sites") or [], data.get("facts") or {}
+    hosts, sites, facts = data.get("hosts") or {}, _ops_health.site_answers(data.get("sites"), now), data.get("facts") or {}
     doc = _header("status_report", "locus.infra status report", ref_tag, data.get("scope") or "all", now)
     check_list = _ops_health.checks(hosts, sites, policy)
     doc["state"] = _ops_health.summary(check_list)["state"]
@@ -115,10 +115,13 @@ def status_document(data, policy, ref_tag, now=None, cert_warn_days=14):
     sections.append(_section("Hosts and roles", _table(["host", "roles (groups)", "systemd", "role units"], rows)))
 
     usage = node_usage(hosts, data.get("proxmox"))
-    blocks = [_table(["node", "CPU", "memory", "disk /"], [[n["name"], _pct(n["cpu"]), _pct(n["memory"]), _pct(n["disk"])] for n in usage])]
+    blocks = [_table(["node", "CPU", "memory", "disk /"], [[n["name"], _pct(n["cpu"]), _pct(n["memory"]), _pct(n["disk"])] for n in usage])
+              if usage else _para("No usage readings: no host answered.")]
     if usage:
         blocks.append(_chart("usage", _ops_charts.usage(usage, policy.halt_threshold), "node CPU, memory and disk against the halt line"))
-    if data.get("proxmox") is None:
+    if data.get("proxmox_error"):
+        blocks.append(_para(f"Proxmox VE: node usage could not be read: {_ops_health.clean(data['proxmox_error'])}"))
+    elif data.get("proxmox") is None:
         blocks.append(_para("Proxmox VE: not configured for this report (set PROXMOX_HOST and a token to include node usage)."))
     sections.append(_section(f"Resources (warning {policy.warn_threshold:g} %, halt {policy.halt_threshold:g} %)", *blocks))
 

@@ -1,0 +1,70 @@
+"""Report pages in headless Chromium (Debian's chromium, driven over the DevTools pipe): the status
+report and the health review render their charts with no console error and no request, and the
+check itself catches console errors, exceptions and failed loads (a page built to fail)."""
+
+from __future__ import annotations
+
+import json
+
+from browser import CHARTS_JS, Page
+
+from ansible_collections.locus.infra.plugins.module_utils import _policy
+from ansible_collections.locus.infra.plugins.plugin_utils import _ops_report
+
+HOSTS = {
+    "rtr1": {"roles": ["routers"], "probe": {"system_state": "running", "failed_units": [], "units": [{"name": "bird", "active": "active"}],
+                                             "memory": {"used_percent": 41.0}, "disks": [{"mount": "/", "used_percent": 97.0}], "cpu_percent": 12.5,
+                                             "bgp": [{"name": "rtr2_v4", "state": "up", "bgp_state": "Established", "neighbor": "10.77.0.12",
+                                                      "neighbor_as": 65002, "channels": [{"family": "ipv4", "imported": 1, "exported": 1}]}]}},
+    "web1": {"roles": ["web"], "probe": {"unreachable": True, "msg": "<img src=x onerror=alert(1)>"}},
+}
+FACTS = {
+    "audit": {"days": 2, "since": "2026-12-05", "records": 9, "by_action": {"TASK": 9},
+              "tasks_per_day": [{"day": "2026-12-05", "ok": 4, "changed": 1, "failed": 0, "unreachable": 0, "skipped": 1},
+                                {"day": "2026-12-06", "ok": 1, "changed": 0, "failed": 1, "unreachable": 1, "skipped": 0}],
+              "runs": {"started": 2, "finished": 2, "failed": 1, "interrupted": 0}, "failed_runs": [],
+              "validate": {"passed": 3, "failed": 1, "allow": 1, "needs_approval": 0, "deny": 0},
+              "guard": {"halts": 0, "resumes": 0, "approvals_issued": 0, "approvals_used": 0, "approvals_refused": 0}},
+    "chain": {"ok": True, "count": 9, "last_tag": "LOCUS-TASK20261206-004"},
+    "spend": {"day": "2026-12-06", "today_usd": 0.42, "daily_budget_usd": 5.0, "today_percent": 8.4, "agent_daily_budget_usd": 1.0,
+              "agents": [{"agent": "security", "usd": 0.42, "budget_usd": 1.0, "used_percent": 42.0, "calls": 3}], "per_day": []},
+    "guard": {"halt": {"halted": True, "tag": "LOCUS-HALT20261206-001", "reason": "<b>BGP</b> flapping", "since": "2026-12-06T10:00:00Z",
+                       "by": "ops", "epoch": 1}, "waiting_approval": []},
+}
+
+
+def _page(tmp_path, name, text, **kw):
+    path = tmp_path / name
+    path.write_text(text)
+    return Page(path.as_uri(), **kw)
+
+
+def test_the_check_catches_console_errors_exceptions_and_failed_loads(tmp_path):
+    page = _page(tmp_path, "bad.html", "<!doctype html><title>bad</title><img src='missing.png'>"
+                                       "<script>console.error('boom-marker'); undefined_function();</script>")
+    text = "\n".join(page.errors)
+    assert "console.error: boom-marker" in text and "undefined_function" in text and "ERR_FILE_NOT_FOUND" in text
+
+
+def test_status_report_and_health_review_render_their_charts_cleanly(tmp_path):
+    policy = _policy.load_policy(environ={})
+    data = {"scope": "lab", "hosts": HOSTS, "facts": FACTS, "proxmox": {"pve1": {"cpu_ratio": 0.2, "memory_ratio": 0.5, "disk_ratio": 0.3}},
+            "sites": [{"host": "web1", "name": "www.lab.example", "status": 200, "not_after": "2027-12-06T00:00:00Z"},
+                      {"host": "web1", "name": "old.lab.example", "status": 200, "not_after": "2026-12-10T00:00:00Z"}]}
+    doc = _ops_report.status_document(data, policy, "LOCUS-ARTIFACT20261206-001")
+    page = _page(tmp_path, "status.html", _ops_report.html(doc), expression=CHARTS_JS, screenshot=tmp_path / "status.png")
+    assert page.errors == []  # no console error, no exception, no request that failed (the page makes none)
+    charts = {name: (svgs, shapes) for name, svgs, shapes in json.loads(page.value)}
+    assert set(charts) == {"usage", "certificates", "audit", "spend"}
+    assert all(svgs == 1 and shapes > 5 for svgs, shapes in charts.values())  # each an SVG with drawn bars
+    assert (tmp_path / "status.png").stat().st_size > 20_000
+    hostile = Page((tmp_path / "status.html").as_uri(), expression="document.querySelectorAll('img, b').length")
+    assert hostile.value == 0  # text from hosts and the halt reason stays text
+
+    review = {"scope": "lab", "backend": "embedded", "findings": [{"rule": "bgp_down", "risk": "high", "message": "BGP x down",
+                                                                  "evidence": {"host": "rtr1"}}],
+              "decision": {"ref_tag": "LOCUS-VALIDATE20261206-001", "decision": "needs_approval", "risk": "high", "reasons": ["x"]},
+              "reviews": [], "facts": {"guard": FACTS["guard"]}}
+    doc = _ops_report.health_document(review, policy, "LOCUS-ARTIFACT20261206-002")
+    page = _page(tmp_path, "review.html", _ops_report.html(doc), expression="document.body.innerText")
+    assert page.errors == [] and "advisory only" in page.value and "needs_approval" in page.value
