@@ -5,14 +5,13 @@ webhook against a real loopback HTTP receiver, the reports, and the guard taking
 from __future__ import annotations
 
 import datetime
-import http.server
 import json
 import os
 import re
-import threading
 from types import SimpleNamespace
 
 import pytest
+from webhook_receiver import Receiver
 
 from ansible_collections.locus.infra.plugins.module_utils import _budget, _guard, _policy
 from ansible_collections.locus.infra.plugins.module_utils import _ops_probe as op
@@ -243,32 +242,6 @@ def test_a_tampered_chain_is_a_finding(tmp_path):
 
 
 # ------------------------------------------------------------------ heartbeat + webhook ------
-class Receiver:
-    """A real HTTP server on loopback that keeps what it is sent (status configurable)."""
-
-    def __init__(self):
-        self.requests, self.status = [], 200
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-                self.send_response(outer.status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/s3cr3tpath"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
     r = Receiver()

@@ -5,11 +5,15 @@ check itself catches console errors, exceptions and failed loads (a page built t
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 
 from browser import CHARTS_JS, Page
 
 from ansible_collections.locus.infra.plugins.module_utils import _policy
 from ansible_collections.locus.infra.plugins.plugin_utils import _ops_report
+from locus_testlib import REPO, VENV_BIN
 
 HOSTS = {
     "rtr1": {"roles": ["routers"], "probe": {"system_state": "running", "failed_units": [], "units": [{"name": "bird", "active": "active"}],
@@ -68,3 +72,12 @@ def test_status_report_and_health_review_render_their_charts_cleanly(tmp_path):
     doc = _ops_report.health_document(review, policy, "LOCUS-ARTIFACT20261206-002")
     page = _page(tmp_path, "review.html", _ops_report.html(doc), expression="document.body.innerText")
     assert page.errors == [] and "advisory only" in page.value and "needs_approval" in page.value
+
+
+def test_the_playbooks_are_callable_by_fqcn():
+    # From another directory, by collection name - how cron, a systemd timer or AWX call them.
+    out = subprocess.run([str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", str(REPO / "inventory" / "lab"), "locus.infra.heartbeat",
+                          "locus.infra.status_report", "locus.infra.health_review"], cwd="/", capture_output=True, text=True,
+                         env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sorted(re.findall(r"locus/infra/playbooks/(\w+)\.yml", out.stdout)) == ["health_review", "heartbeat", "status_report"]
