@@ -70,7 +70,7 @@ def parse_unit_show(text):
                 blocks.append(cur)
                 cur = {}
             continue
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         cur[key] = value
     return [{"id": b.get("Id", ""), "load": b.get("LoadState", ""), "active": b.get("ActiveState", ""), "sub": b.get("SubState", "")}
             for b in blocks]
@@ -131,7 +131,7 @@ def parse_bird_protocols(text):
         if cur is None:
             continue
         stripped = line.strip()
-        key, _, value = stripped.partition(":")
+        key, _sep, value = stripped.partition(":")
         value = value.strip()
         if key == "BGP state":
             cur["bgp_state"] = value

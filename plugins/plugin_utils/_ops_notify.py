@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.parse
-import urllib.request
+
+from ansible.module_utils import urls
 
 from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact
 from ansible_collections.locus.infra.plugins.plugin_utils import _ops_health
@@ -71,17 +72,16 @@ def payload(name, summary, previous_state, job, topic):
 
 def send(url, body, token=None, timeout=10):
     """POST ``body`` as JSON; ``{sent, status, error}`` - never raises for network trouble, never echoes the URL."""
-    data = json.dumps(body).encode("utf-8")
-    headers = {"Content-Type": "application/json", "User-Agent": "locus.infra-heartbeat"}
-    req = urllib.request.Request(url, data=data, method="POST", headers=headers)  # noqa: S310 - http(s) only, checked by endpoint()
+    headers = {"Content-Type": "application/json"}
     if token:
-        req.add_header("Authorization", f"Bearer {token}")
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) only, checked by endpoint()
-            return {"sent": 200 <= resp.status < 300, "status": resp.status, "error": None}
+        resp = urls.open_url(url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST", timeout=timeout,
+                        http_agent="locus.infra-heartbeat", follow_redirects="none")
+        return {"sent": 200 <= resp.status < 300, "status": resp.status, "error": None}
     except urllib.error.HTTPError as exc:
         return {"sent": False, "status": exc.code, "error": f"HTTP {exc.code} {exc.reason}"}
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, urls.ConnectionError, urls.SSLValidationError) as exc:
         reason = getattr(exc, "reason", exc)
         return {"sent": False, "status": None, "error": f"{type(exc).__name__}: {reason}"}
 
