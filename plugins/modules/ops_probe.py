@@ -66,6 +66,8 @@ attributes:
   diff_mode:
     support: none
   platform:
+    description: Target OS/families that can be operated against.
+    support: full
     platforms: posix
     details: Linux with systemd.
 seealso:
