@@ -9,7 +9,6 @@ Private API of the collection (may change without notice). Controller-only; used
 from __future__ import annotations
 
 import datetime
-import json
 
 from ansible_collections.locus.infra.plugins.module_utils import _budget, _guard
 
@@ -27,14 +26,6 @@ def _days(now, days):
     return [(today - datetime.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
 
 
-def _data(text):
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def audit_activity(store, days=7, now=None):
     """Runs, task outcomes per day, VALIDATE results, halts and approvals over the last ``days`` days."""
     now = now or _now()
@@ -50,14 +41,14 @@ def audit_activity(store, days=7, now=None):
         actions[action] = actions.get(action, 0) + 1
         day = ts[:10]
         if action == "TASK":
-            data = _data(text)
+            data = _guard._json(text)
             status = data.get("status")
             if status == "ok" and data.get("changed"):
                 status = "changed"
             if day in per_day and status in per_day[day]:
                 per_day[day][status] += 1
             continue
-        data = _data(text)
+        data = _guard._json(text)
         if action == "JOB":
             if data.get("event") == "start":
                 runs["started"] += 1
@@ -136,7 +127,7 @@ def guard_state(store):
                        "ORDER BY position DESC LIMIT 200", ('%"decision":"needs_approval"%',))
     waiting = []
     for tag, ts, subject, text in rows:
-        data = _data(text)
+        data = _guard._json(text)
         if data.get("guard") == "decision" and data.get("decision") == "needs_approval" and tag not in used \
                 and int(data.get("epoch", -1)) == state["epoch"]:
             waiting.append({"tag": tag, "ts": ts, "subject": subject, "risk": data.get("risk")})

@@ -11,6 +11,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
+from ops_data import store_facts
 from webhook_receiver import Receiver
 
 from ansible_collections.locus.infra.plugins.module_utils import _budget, _guard, _policy
@@ -305,16 +306,7 @@ def _report_data():
                   "gone": {"probe": {"unreachable": True, "msg": "timeout"}}},
         "sites": [{"host": "web1", "name": "www|lab" + hostile, "status": 200, "days_left": 80, "not_after": "2027-02-24"}],
         "proxmox": {"pve1": {"cpu_ratio": 0.5, "memory_ratio": 0.97, "disk_ratio": 0.1}},
-        "facts": {"audit": {"days": 2, "since": "2026-12-05", "records": 5, "by_action": {"TASK": 5},
-                            "tasks_per_day": [{"day": "2026-12-05", "ok": 2, "changed": 0, "failed": 0, "unreachable": 0, "skipped": 0},
-                                              {"day": "2026-12-06", "ok": 1, "changed": 1, "failed": 1, "unreachable": 0, "skipped": 0}],
-                            "runs": {"started": 1, "finished": 1, "failed": 0, "interrupted": 0}, "failed_runs": [],
-                            "validate": {"passed": 1, "failed": 0, "allow": 0, "needs_approval": 0, "deny": 0},
-                            "guard": {"halts": 0, "resumes": 0, "approvals_issued": 0, "approvals_used": 0, "approvals_refused": 0}},
-                  "chain": {"ok": True, "count": 5, "last_tag": "LOCUS-TASK20261206-003"},
-                  "spend": {"day": "2026-12-06", "today_usd": 0.0, "daily_budget_usd": 5.0, "today_percent": 0.0, "agent_daily_budget_usd": 1.0,
-                            "agents": [{"agent": "security", "usd": 0.0, "budget_usd": 1.0, "used_percent": 0.0, "calls": 2}], "per_day": []},
-                  "guard": {"halt": {"halted": False, "tag": None, "reason": None, "since": None, "by": None, "epoch": 0}, "waiting_approval": []}},
+        "facts": store_facts(),
     }
 
 

@@ -10,6 +10,7 @@ import re
 import subprocess
 
 from browser import CHARTS_JS, Page
+from ops_data import store_facts
 
 from ansible_collections.locus.infra.plugins.module_utils import _policy
 from ansible_collections.locus.infra.plugins.plugin_utils import _ops_report
@@ -22,19 +23,7 @@ HOSTS = {
                                                       "neighbor_as": 65002, "channels": [{"family": "ipv4", "imported": 1, "exported": 1}]}]}},
     "web1": {"roles": ["web"], "probe": {"unreachable": True, "msg": "<img src=x onerror=alert(1)>"}},
 }
-FACTS = {
-    "audit": {"days": 2, "since": "2026-12-05", "records": 9, "by_action": {"TASK": 9},
-              "tasks_per_day": [{"day": "2026-12-05", "ok": 4, "changed": 1, "failed": 0, "unreachable": 0, "skipped": 1},
-                                {"day": "2026-12-06", "ok": 1, "changed": 0, "failed": 1, "unreachable": 1, "skipped": 0}],
-              "runs": {"started": 2, "finished": 2, "failed": 1, "interrupted": 0}, "failed_runs": [],
-              "validate": {"passed": 3, "failed": 1, "allow": 1, "needs_approval": 0, "deny": 0},
-              "guard": {"halts": 0, "resumes": 0, "approvals_issued": 0, "approvals_used": 0, "approvals_refused": 0}},
-    "chain": {"ok": True, "count": 9, "last_tag": "LOCUS-TASK20261206-004"},
-    "spend": {"day": "2026-12-06", "today_usd": 0.42, "daily_budget_usd": 5.0, "today_percent": 8.4, "agent_daily_budget_usd": 1.0,
-              "agents": [{"agent": "security", "usd": 0.42, "budget_usd": 1.0, "used_percent": 42.0, "calls": 3}], "per_day": []},
-    "guard": {"halt": {"halted": True, "tag": "LOCUS-HALT20261206-001", "reason": "<b>BGP</b> flapping", "since": "2026-12-06T10:00:00Z",
-                       "by": "ops", "epoch": 1}, "waiting_approval": []},
-}
+FACTS = store_facts(halt_reason="<b>BGP</b> flapping", spent=0.42)
 
 
 def _page(tmp_path, name, text, **kw):
