@@ -111,8 +111,15 @@ def _open(path, mode, what):
         raise UsageError(f"cannot {'read' if mode == 'r' else 'write'} {what} {path}: {exc.strerror}") from None
 
 
+def _stdout_json(obj, **kwargs):
+    """JSON for standard output: UTF-8 as is; on a terminal of another encoding, \\u escapes
+    (the encoder's own backslash escapes, such as \\xe9, would not be valid JSON)."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    return json.dumps(obj, sort_keys=True, ensure_ascii=encoding != "utf8", allow_nan=False, **kwargs)
+
+
 def _print(obj):
-    print(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False))
+    print(_stdout_json(obj, indent=2))
 
 
 def _load_head(path):
@@ -202,7 +209,7 @@ def cmd_audit_show(args, store):
         records = store.last(args.last)
     for rec in records:
         if args.json:
-            print(json.dumps(_audit.public_record(rec), sort_keys=True, ensure_ascii=False, allow_nan=False))
+            print(_stdout_json(_audit.public_record(rec)))
         else:
             print(f"#{rec['position']:<6} {rec['tag']:<28} {rec['ts']}  {_shown(rec['subject'])}")
             if args.tag:
@@ -222,7 +229,7 @@ def cmd_audit_head(args, store):
 def cmd_audit_export(args, store):
     if not args.output:
         for rec in store.iter_records():
-            sys.stdout.write(json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n")
+            sys.stdout.write(_stdout_json(rec) + "\n")
         return EXIT_OK
     with _open(args.output, "w", "the export") as f:
         for rec in store.iter_records():
@@ -283,8 +290,8 @@ def _error(message):
 
 
 def main(argv=None):
-    # What is printed is valid UTF-8 (the store holds nothing else); a terminal in another
-    # encoding gets escapes, which keep JSON output valid, instead of a crash.
+    # What is printed is valid UTF-8 (the store holds nothing else); on a terminal in another
+    # encoding, text gets backslash escapes instead of a crash, and JSON \u escapes (_stdout_json).
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

@@ -265,6 +265,22 @@ def test_show_escapes_terminal_controls_in_subjects(cli_env):
     assert shown["subject"] == subject  # the machine-readable form keeps it exactly
 
 
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_json_output_stays_valid_on_a_terminal_that_is_not_utf8(cli_env, encoding):
+    subject = "\u00e9t\u00e9 \U0001f680 \u20ac"
+    assert _locus("tag", "TASK", subject, env=cli_env).returncode == 0
+    env = {**cli_env, "PYTHONIOENCODING": encoding}
+    for command in (["audit", "show", "--json"], ["audit", "export"], ["audit", "show", "--json", "--tag", "LOCUS-TASK20260101-001"]):
+        proc = _locus(*command, env=env)
+        if "--tag" in command:  # no such record: the error line is exit 2, also in this encoding
+            _assert_usage_error(proc, "no audit record with tag")
+            continue
+        assert proc.returncode == 0 and proc.stdout.isascii()
+        assert _strict(proc.stdout.decode("ascii"))["subject"] == subject
+    text = _locus("audit", "show", env=env)
+    assert text.returncode == 0 and text.stderr == b""
+
+
 def test_non_utf8_token_on_stdin_is_exit_2(cli_env):
     assert _locus("halt", "--reason", "drill", env=cli_env).returncode == 0
     proc = _locus("resume", "--token", "-", env={**cli_env, "LOCUS_APPROVAL_KEY": "k" * 32}, stdin=b"\xff\xfe\n")
