@@ -38,7 +38,7 @@ def test_the_tarball_holds_the_collection_and_nothing_of_the_development_tree(ta
     for required in ("LICENSE", "README.md", "CHANGELOG.rst", "requirements.txt", "bindep.txt", "execution-environment.yml",
                      "meta/runtime.yml", "meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt",
                      "docs/docsite/links.yml", "data/guard/policy.yml", "playbooks/install_cli.yml", "playbooks/files/locus_launcher.py",
-                     "requirements-embedded.txt", "changelogs/changelog.yaml"):
+                     "requirements-embedded.txt", "changelogs/changelog.yaml", "awx/configure.yml", "awx/vars.yml", "docs/awx.md"):
         assert required in files, f"{required} is missing from the tarball"
     for role in ROLES:  # Galaxy's importer refuses a collection whose roles have no README
         assert f"roles/{role}/README.md" in files, f"role {role} has no README.md"
