@@ -304,6 +304,8 @@ def main(argv=None):
         _check_args(args)
         if sys.stdout is None:  # started with standard output closed (>&-)
             raise UsageError("standard output is closed")
+        if sys.stdin is None:  # started with standard input closed (<&-): reading it finds its end
+            sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
         store = _store.open_store(url=args.state_url, state_dir=args.state_dir)
         code = args.func(args, store)
         sys.stdout.flush()  # here, so that a full disk or a closed pipe is reported like any error

@@ -216,6 +216,12 @@ def test_closed_or_full_standard_output_is_exit_2(cli_env, command):
     _assert_usage_error(subprocess.CompletedProcess(proc.args, proc.returncode, b"", proc.stderr), "No space left on device")
 
 
+def test_token_from_a_closed_standard_input_is_exit_2(cli_env):
+    proc = subprocess.run([str(VENV_BIN / "locus"), "resume", "--token", "-"], env={**os.environ, **cli_env},
+                          capture_output=True, check=False, preexec_fn=lambda: os.close(0))
+    _assert_usage_error(subprocess.CompletedProcess(proc.args, proc.returncode, b"", proc.stderr), "--token is empty")
+
+
 def test_export_into_a_closed_pipe_is_quiet(cli_env):
     with _store.open_store(state_dir=cli_env["LOCUS_STATE_DIR"]) as store:
         store.record_many([("TASK", f"r{i}", {"pad": "x" * 200}) for i in range(3000)])  # ~1.5 MB: more than a pipe holds
