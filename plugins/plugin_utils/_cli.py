@@ -27,7 +27,7 @@ MAX_LAST = 1_000_000_000  # --last: beyond any trail, and within a 64-bit SQL in
 # Arguments that name files: any bytes a file name may hold are fine (os.fsencode), every
 # other argument must be UTF-8 text.
 PATH_ARGS = ("state_dir", "head", "file", "output", "policy")
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
 _EXPORT_FIELDS = {"position": int, "tag": str, "ts": str, "subject": str, "data": str, "prev_hash": str, "hash": str}
 
 
@@ -115,7 +115,8 @@ def _stdout_json(obj, **kwargs):
     """JSON for standard output: UTF-8 as is; on a terminal of another encoding, \\u escapes
     (the encoder's own backslash escapes, such as \\xe9, would not be valid JSON)."""
     encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
-    return json.dumps(obj, sort_keys=True, ensure_ascii=encoding != "utf8", allow_nan=False, **kwargs)
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=encoding != "utf8", allow_nan=False, **kwargs)
+    return "\n".join(_shown(line) for line in text.split("\n"))  # raw newlines are JSON's own layout
 
 
 def _print(obj):
@@ -133,7 +134,7 @@ def _load_head(path):
     count, digest, last = head["count"], head["head_hash"], head.get("last_tag")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise UsageError(f"{path}: count must be a whole number >= 0, not {json.dumps(count)[:40]}")
-    if not isinstance(digest, str) or not _HASH_RE.match(digest):
+    if not isinstance(digest, str) or not _HASH_RE.fullmatch(digest):
         raise UsageError(f"{path}: head_hash must be 64 hex digits")
     if last is not None and not isinstance(last, str):
         raise UsageError(f"{path}: last_tag must be a REF-tag or null")
@@ -192,9 +193,20 @@ def _export_record(rec, where):
 
 
 def _shown(text):
-    """Text for a terminal line: control and format characters escaped, so that a recorded
-    subject cannot move the cursor, clear the screen or reorder the line (ESC, CR, U+202E)."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    """Text for a terminal line: control and format characters as \\uXXXX, so that a recorded
+    subject cannot move the cursor, clear the screen or reorder the line (ESC, CR, U+202E).
+    The escapes are JSON's own, so JSON text stays valid JSON with the same values."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _json_escape(c) for c in text)
+
+
+def _json_escape(char):
+    n = ord(char)
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    n -= 0x10000  # beyond the BMP: a surrogate pair, as JSON spells it
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
 
 
 def cmd_audit_show(args, store):
@@ -248,7 +260,7 @@ def build_parser():
     parser = _Parser(
         prog="locus",
         description="locus.infra: REF-tags and the tamper-evident audit trail.",
-        epilog="Exit codes: 0 ok, 1 verification failed, 2 usage or environment error.",
+        epilog="Exit codes: 0 ok, 1 verification failed (approve/resume: refused), 2 usage or environment error.",
     )
     parser.add_argument("--state-url", help="PostgreSQL store URL (default: $LOCUS_STATE_URL)")
     parser.add_argument("--state-dir", help="SQLite store directory (default: $LOCUS_STATE_DIR or ~/.local/state/locus)")

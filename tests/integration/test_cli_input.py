@@ -262,13 +262,20 @@ def test_unicode_and_nul_in_data_are_recorded_exactly(cli_env):
 
 
 def test_show_escapes_terminal_controls_in_subjects(cli_env):
-    subject = "rotate logs\x1b[2K\rdelete vm 101\u202e\x9b31m\nsecond line"
+    subject = "rotate logs\x1b[2K\rdelete vm 101\u202e\x9b31m\u2028\nsecond line \U000e0041"
     assert _locus("tag", "TASK", subject, env=cli_env).returncode == 0
+    raw = ("\x1b", "\r", "\u202e", "\x9b", "\u2028", "\U000e0041")
     out = _locus("audit", "show", env=cli_env).stdout.decode("utf-8")
-    assert out.count("\n") == 1 and "\x1b" not in out and "\u202e" not in out and "\x9b" not in out
-    assert "rotate logs\\x1b[2K\\rdelete vm 101\\u202e\\x9b31m\\nsecond line" in out
-    shown = _strict(_locus("audit", "show", "--json", env=cli_env).stdout.decode("utf-8"))
-    assert shown["subject"] == subject  # the machine-readable form keeps it exactly
+    assert out.count("\n") == 1 and not any(c in out for c in raw)
+    assert "rotate logs\\u001b[2K\\u000ddelete vm 101\\u202e\\u009b31m\\u2028\\u000asecond line \\udb40\\udc41" in out
+    tag = out.split()[1]
+    for command in (["audit", "show", "--json"], ["audit", "export"], ["audit", "show", "--tag", tag]):
+        text = _locus(*command, env=cli_env).stdout.decode("utf-8")
+        assert not any(c in text for c in raw), command
+        if "--json" in command or "export" in command:
+            assert _strict(text)["subject"] == subject  # the escapes are JSON's: the value is exact
+        else:
+            assert _strict(text.split("\n", 1)[1])["subject"] == subject  # the record in full, after its line
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
