@@ -85,3 +85,16 @@ def run_locus(*args, env=None, check=False):
 
 def records_data(store):
     return [(r["tag"], json.loads(r["data"])) for r in store.iter_records()]
+
+
+def attack_store(store, *statements):
+    """Run ``(sql, params)`` statements as an attacker with write access to the database: the
+    append-only triggers are dropped first (they only stop honest mistakes)."""
+    with store.transaction() as tx:
+        if store.engine == "sqlite":
+            tx.execute("DROP TRIGGER IF EXISTS locus_audit_no_update")
+            tx.execute("DROP TRIGGER IF EXISTS locus_audit_no_delete")
+        else:
+            tx.execute("DROP TRIGGER IF EXISTS locus_audit_no_change ON locus_audit")
+        for sql, params in statements:
+            tx.execute(sql, params)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import os
 
+from ansible.errors import AnsiblePromptInterrupt, AnsiblePromptNoninteractive
+from ansible.utils.display import Display
+
 from ansible_collections.locus.infra.plugins.module_utils import _approval, _guard, _policy
 from ansible_collections.locus.infra.plugins.plugin_utils import _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
 
 AWX_VARS = ("awx_job_id", "awx_workflow_job_id", "awx_user_name", "awx_job_template_name", "awx_execution_node")
 TOKEN_VAR = "locus_approval_token"  # noqa: S105 - a variable name
+display = Display()
 
 
 class ActionModule(LocusAction):
@@ -26,7 +30,7 @@ class ActionModule(LocusAction):
         "policy": {"type": "path"},
         "approval_token": {"type": "str", "no_log": True},
         "approval_ref": {"type": "str"},
-        "approval_answer": {"type": "str"},
+        "approval_prompt": {"type": "bool", "default": False},
         "approval_key": {"type": "str", "no_log": True},
         "reason": {"type": "str"},
         "enforce": {"type": "bool", "default": True},
@@ -68,18 +72,50 @@ class ActionModule(LocusAction):
     def _decide(self, args, task_vars, store, policy, context, check_mode):
         approval = None
         if args["accept_approval"]:
-            approval = {"token": self._token(args, task_vars), "ref": args.get("approval_ref"), "answer": args.get("approval_answer")}
-            if approval["answer"] is not None:
-                approval["approver"] = context["user"]
-        result = _guard.decide(
-            store, policy, args["operation"], resources=args.get("resources"), reviews=args.get("review"),
-            approval=approval, context=self._extra(context), check_mode=check_mode,
-            key_loader=lambda: self._key(args), context_chars=args["review_context_chars"],
-        )
-        result["msg"] = _summary(result)
+            approval = {"token": self._token(args, task_vars), "ref": args.get("approval_ref")}
+
+        def decide(approval):
+            return _guard.decide(
+                store, policy, args["operation"], resources=args.get("resources"), reviews=args.get("review"),
+                approval=approval, context=self._extra(context), check_mode=check_mode,
+                key_loader=lambda: self._key(args), context_chars=args["review_context_chars"],
+            )
+
+        result = decide(approval)
+        prompt_note = None
+        if args["approval_prompt"] and args["accept_approval"] and result["decision"] == "needs_approval" \
+                and not result.get("approval_refused"):
+            answer, prompt_note = self._ask(result, policy, context)
+            if answer:
+                result = decide({"ref": result["ref_tag"], "answer": answer})
+        result["msg"] = _summary(result) + (f"\n  {prompt_note}" if prompt_note else "")
         if args["enforce"] and result["decision"] != "allow":
             raise LocusActionError(result["msg"], **result)
         return result
+
+    @staticmethod
+    def _ask(result, policy, context):
+        """``(typed text, note)``: a human's answer at the controller's terminal, or why none was asked.
+
+        The prompt runs in ansible-playbook's main process, which reads only an interactive,
+        foreground terminal (else AnsiblePromptNoninteractive): no variable can answer it.
+        """
+        if context["awx"].get("awx_job_id"):
+            return None, "no prompt under AWX: the workflow's approval node approves there"
+        if policy.approval_mode == "ssh_keys":
+            return None, "no prompt: the policy names approver keys; approve with `locus approve` and a signed token"
+        if not policy.data["approval"]["prompt"]:
+            return None, f"no prompt: the policy {policy.source} says approval.prompt: false"
+        text = (f"{_summary(result)}\nTo approve this exact change, type its REF-tag {result['ref_tag']} "
+                "(anything else stops):")
+        try:
+            answer = display.prompt_until(text, private=False, complete_input=(b"\r", b"\n"))
+        except (AnsiblePromptNoninteractive, AnsiblePromptInterrupt):
+            return None, "no interactive terminal: nothing approved at a prompt"
+        if isinstance(answer, BaseException):  # relayed from the main process to this worker
+            return None, "no interactive terminal: nothing approved at a prompt"
+        answer = answer.decode("utf-8", "replace") if isinstance(answer, bytes) else str(answer or "")
+        return answer.strip(), None if answer.strip() else "nothing typed at the prompt: nothing approved"
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
@@ -92,7 +128,8 @@ class ActionModule(LocusAction):
 
     def _context(self, task_vars):
         awx = {k: task_vars[k] for k in AWX_VARS if task_vars.get(k) not in (None, "")}
-        return {"job": _run.run_id(), "user": _approval.current_user(task_vars), "awx": awx}
+        # The account running the play, from its uid; AWX's user name is recorded with the AWX context.
+        return {"job": _run.run_id(), "user": _approval.os_user(), "awx": awx}
 
     @staticmethod
     def _extra(context):

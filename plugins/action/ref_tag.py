@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact, _refs
+from ansible_collections.locus.infra.plugins.module_utils import _audit, _guard, _redact, _refs
 from ansible_collections.locus.infra.plugins.plugin_utils import _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction
 
@@ -20,7 +20,8 @@ class ActionModule(LocusAction):
     def run_locus(self, args, task_vars, store):
         try:
             action = _refs.check_action(args["action"])
-        except _refs.RefTagError as exc:
+            _guard.check_generic_record(action, args["data"])
+        except (_refs.RefTagError, _guard.GuardError) as exc:
             return {"failed": True, "msg": str(exc)}
         subject = args.get("subject") or f"{self._task.get_name()} on {task_vars.get('inventory_hostname', 'localhost')}"
         try:  # what the trail cannot hold as UTF-8 JSON is refused, not altered by redaction

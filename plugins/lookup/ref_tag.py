@@ -22,7 +22,7 @@ extends_documentation_fragment:
   - locus.infra.state_store.plugin_options
 options:
   _terms:
-    description: Actions to allocate tags for (C(TASK), C(DEPLOY), C(VALIDATE) …).
+    description: Actions to allocate tags for (C(TASK), C(DEPLOY), C(VALIDATE) …; not C(HALT) or C(APPROVAL), which only the guard writes).
     required: true
     type: list
     elements: str
@@ -50,7 +50,7 @@ import json
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.locus.infra.plugins.module_utils import _refs, _store
+from ansible_collections.locus.infra.plugins.module_utils import _guard, _refs, _store
 from ansible_collections.locus.infra.plugins.plugin_utils import _run
 
 
@@ -63,8 +63,10 @@ class LookupModule(LookupBase):
         task = _run.current_task_uuid()
         try:
             actions = [_refs.check_action(term) for term in terms]
+            for action in actions:
+                _guard.check_generic_record(action, {})
             store = _store.open_store(url=self.get_option("state_url"), state_dir=self.get_option("state_dir"))
-        except (_refs.RefTagError, _store.StoreError) as exc:
+        except (_refs.RefTagError, _store.StoreError, _guard.GuardError) as exc:
             raise AnsibleError(f"locus.infra.ref_tag lookup: {exc}") from exc
         try:
             tags = []

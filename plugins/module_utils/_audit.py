@@ -148,7 +148,7 @@ def verify(records, sequences=None, head=None, find_hash=None):
 
     ``ok`` is False at the first problem, which is described under ``problem`` with its
     kind (``modified``, ``deleted``, ``inserted``, ``reordered``, ``sequence``,
-    ``truncated``, ``rewritten``), the position and the tag. ``sequences`` (the allocated
+    ``truncated``, ``rewritten``; the store adds ``tables``), the position and the tag. ``sequences`` (the allocated
     ``{(action, day): last_seq}``) adds the check that every allocated tag has its record;
     ``head`` (an exported chain head) adds the truncation and rewrite checks;
     ``find_hash(hash) -> position`` lets a chain break be told apart (reorder, insertion,
@@ -164,6 +164,10 @@ def verify(records, sequences=None, head=None, find_hash=None):
         pos, tag = rec["position"], rec["tag"]
         if record_hash(tag, rec["ts"], rec["subject"], rec["data"], rec["prev_hash"]) != rec["hash"]:
             problem = Problem("modified", pos, tag, f"record #{pos} ({tag}) was modified: its content does not match its hash")
+            break
+        if pos < expected_pos:  # before #1 (position 0 or below): outside the chain
+            problem = Problem("inserted", pos, tag, f"record #{pos} ({tag}) lies outside the chain (before #{expected_pos}): "
+                              "it was inserted by hand")
             break
         if rec["prev_hash"] != prev_hash:
             problem = _chain_break(rec, prev, expected_pos, find_hash)

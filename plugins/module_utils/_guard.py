@@ -9,25 +9,46 @@ on the risk; AI reviews may raise it, never lower it. The policy says what each 
 needs (nothing, a human, or a refusal). Decisions are VALIDATE records, approvals and
 refusals APPROVAL records, halts and resumes HALT records, all in the audit trail.
 
-The emergency halt is one row in the state store (``locus_guard_halt``): every plugin that
-changes something or spends tokens calls :func:`check_halt` first and fails with the HALT
-tag and reason. Each halt increments the halt epoch; approvals carry the epoch they were
-given in, so none given before a halt is honoured after it.
+The emergency halt and the single use of approvals are derived from the hash-chained HALT
+and APPROVAL records themselves: the last halt/resume HALT record says whether locus.infra
+is halted (every plugin that changes something or spends tokens calls :func:`check_halt`
+first), an ``accepted`` APPROVAL record says an approval was used. The tables
+``locus_guard_halt`` and ``locus_guard_approval_used`` are kept as well and must agree with
+the records: an edited table is :class:`_store.Tampered` (fail closed), and so is a guard
+record that is not a sound link of the chain. Each halt increments the halt epoch; approvals
+carry the epoch they were given in, so none given before a halt is honoured after it.
+
+Only the guard writes guard records: decisions carry ``guard: decision`` and the change as
+reviewed (masked), HALT and APPROVAL are guard-only actions; the generic REF-tag paths
+refuse both (:func:`check_generic_record`).
 """
 
 from __future__ import annotations
 
 import datetime
+import difflib
 import hashlib
 import json
 import os
 import shlex
 import time
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval, _audit, _guard_rules, _policy, _redact, _refs
+from ansible_collections.locus.infra.plugins.module_utils import (
+    _approval,
+    _audit,
+    _guard_rules,
+    _policy,
+    _redact,
+    _refs,
+    _store,
+)
 
 DECISIONS = ("allow", "needs_approval", "deny")
 MAX_RECORDED_FINDINGS = 50
+GUARD_ACTIONS = ("HALT", "APPROVAL")  # written only by the guard
+RESERVED_KEY = "guard"  # marks the guard's own records; the generic REF-tag paths refuse it
+MAX_DIFF_LINES = 400  # per file, in a decision's recorded change (the content hash binds the rest)
+MAX_LINE = 1000
 OPERATION_KEYS = {"what", "where", "changes", "diff", "changes_file", "findings"}
 
 
@@ -69,20 +90,123 @@ def max_level(*levels):
     return max(known, key=level_index) if known else _policy.LEVELS[0]
 
 
-# ------------------------------------------------------------------ halt ---------------------
-_HALT_COLUMNS = "halted, tag, reason, since, by_user, epoch"
+# ------------------------------------------------------------------ guard records -------------
+def check_generic_record(action, data):
+    """Refuse, for the generic REF-tag paths (``locus tag``, ``locus.infra.ref_tag``), what only the
+    guard may write: HALT and APPROVAL records and the ``guard`` key that marks its decisions."""
+    if str(action).upper() in GUARD_ACTIONS:
+        raise GuardError(f"{str(action).upper()} records are written only by the guard "
+                         "(locus halt / approve / resume, locus.infra.guard)")
+    if isinstance(data, dict) and RESERVED_KEY in data:
+        raise GuardError(f"the data key {RESERVED_KEY!r} is reserved for the guard's own records")
 
 
-def _halt_row(row):
-    halted, tag, reason, since, by_user, epoch = row
-    return {"halted": bool(halted), "tag": tag, "reason": reason, "since": since, "by": by_user, "epoch": int(epoch)}
+_COLUMNS = "position, tag, ts, subject, data, prev_hash, hash"
+_LIKE = {"HALT": "tag LIKE 'LOCUS-HALT%'", "APPROVAL": "tag LIKE 'LOCUS-APPROVAL%'"}  # as in the partial indexes
+
+
+def _sound(query, rec):
+    problem = _store.chain_problem(query, rec)
+    if problem:
+        raise _store.Tampered(f"the guard refuses to go on: {problem}; run `locus audit verify`")
+    return rec
+
+
+def chained_record(query, tag):
+    """The record of ``tag`` (None when there is none); :class:`_store.Tampered` outside the chain."""
+    rows = query(f"SELECT {_COLUMNS} FROM locus_audit WHERE tag = ?", (tag,))  # noqa: S608 - constant columns
+    return _sound(query, _audit.row_dict(rows[0])) if rows else None
+
+
+def _guard_records(query, action, batch=50):
+    """HALT or APPROVAL records, newest first, each checked as a link of the chain."""
+    before = None
+    while True:
+        sql = f"SELECT {_COLUMNS} FROM locus_audit WHERE {_LIKE[action]}"  # noqa: S608 - constants
+        params = []
+        if before is not None:
+            sql += " AND position < ?"
+            params.append(before)
+        rows = query(sql + f" ORDER BY position DESC LIMIT {int(batch)}", params)
+        for row in rows:
+            rec = _sound(query, _audit.row_dict(row))
+            yield rec, _json(rec["data"])
+        if len(rows) < batch:
+            return
+        before = rows[-1][0]
+
+
+def _ts_of(rec):
+    return rec["ts"][:19] + "Z"
+
+
+_NOT_HALTED = {"halted": False, "tag": None, "reason": None, "since": None, "by": None, "epoch": 0}
+
+
+def _chain_halt_state(query):
+    for rec, data in _guard_records(query, "HALT"):
+        if data.get("event") == "halt":
+            return {"halted": True, "tag": rec["tag"], "reason": data.get("reason"), "since": _ts_of(rec),
+                    "by": data.get("user"), "epoch": int(data.get("epoch", 0))}
+        if data.get("event") == "resume":
+            halted = chained_record(query, str(data.get("halt")))
+            hdata = _json(halted["data"]) if halted else {}
+            return {"halted": False, "tag": data.get("halt"), "reason": hdata.get("reason"),
+                    "since": _ts_of(halted) if halted else None, "by": hdata.get("user"), "epoch": int(data.get("epoch", 0))}
+    return dict(_NOT_HALTED)
+
+
+def _halt_table_problem(query, state):
+    rows = query("SELECT halted, tag, epoch FROM locus_guard_halt WHERE id = 1")
+    if not rows:
+        return "the row of locus_guard_halt was deleted"
+    halted, tag, epoch = bool(rows[0][0]), rows[0][1], int(rows[0][2])
+    if (halted, tag, epoch) != (state["halted"], state["tag"], state["epoch"]):
+        return (f"locus_guard_halt says halted={int(halted)} tag={tag} epoch={epoch}, but the audit trail says "
+                f"halted={int(state['halted'])} tag={state['tag']} epoch={state['epoch']}: the halt table was edited")
+    return None
 
 
 def halt_state(store, tx=None):
-    """``{halted, tag, reason, since, by, epoch}`` of the store's emergency halt."""
+    """``{halted, tag, reason, since, by, epoch}``, derived from the trail's last HALT record.
+
+    :class:`_store.Tampered` when that record is not a sound link of the chain or the halt table
+    disagrees with it (fail closed: an edited table neither clears nor sets a halt).
+    """
     query = tx.query if tx is not None else store.query
-    rows = query(f"SELECT {_HALT_COLUMNS} FROM locus_guard_halt WHERE id = 1")  # noqa: S608 - constant columns
-    return _halt_row(rows[0])
+    state = _chain_halt_state(query)
+    problem = _halt_table_problem(query, state)
+    if problem:
+        raise _store.Tampered(f"the guard refuses to go on: {problem}; run `locus audit verify`")
+    return state
+
+
+def _used_records(query, ref=None):
+    """``{ref: (approval tag, used at)}`` of the ``accepted`` APPROVAL records (of ``ref`` only, if given)."""
+    used = {}
+    for rec, data in _guard_records(query, "APPROVAL"):
+        if data.get("event") == "accepted" and data.get("ref") and (ref is None or data["ref"] == ref):
+            used.setdefault(data["ref"], (rec["tag"], _ts_of(rec)))
+    return used
+
+
+def tables_problem(store):
+    """Why the guard's tables disagree with the HALT/APPROVAL records, or None (for ``verify``)."""
+    try:
+        state = _chain_halt_state(store.query)
+        problem = _halt_table_problem(store.query, state)
+        if problem:
+            return problem
+        chain = _used_records(store.query)
+    except _store.Tampered as exc:
+        return str(exc)
+    table = {r[0]: r[1] for r in store.query("SELECT ref, approval_tag FROM locus_guard_approval_used")}
+    for ref, (tag, _used_at) in sorted(chain.items()):
+        if ref not in table:
+            return f"the approval of {ref} was used ({tag}) but its row in locus_guard_approval_used was deleted"
+    for ref in sorted(set(table) - set(chain)):
+        return f"locus_guard_approval_used marks {ref} as used, but the audit trail has no accepted approval of it"
+    return None
 
 
 def halt_message(state):
@@ -116,13 +240,13 @@ def halt(store, reason, user, via, context=None, check_mode=False):
         epoch = state["epoch"] + 1
         since = _ts()
         tag = tx.record("HALT", f"emergency halt: {reason}", {
-            "event": "halt", "reason": reason, "user": user, "via": via, "epoch": epoch, **(context or {}),
+            **(context or {}), "event": "halt", "reason": reason, "user": user, "via": via, "epoch": epoch,
         })
         tx.execute(
             "UPDATE locus_guard_halt SET halted = 1, tag = ?, reason = ?, since = ?, by_user = ?, epoch = ? WHERE id = 1",
             (tag, reason, since, user, epoch),
         )
-    state = {"halted": True, "tag": tag, "reason": reason, "since": since, "by": user, "epoch": epoch}
+        state = halt_state(store, tx)
     return {"changed": True, "halted": True, "halt": state, "ref_tag": tag, "msg": f"HALTED by {tag}: {reason}"}
 
 
@@ -134,7 +258,9 @@ def resume(store, policy, key, token, user, via, context=None, check_mode=False,
     fp = _approval.fingerprint(token)
     payload, reason = None, None
     try:
-        payload = _approval.verify(token, key, now=now)
+        payload = _approval.verify(token, key, now=now, approvers=policy.approver_keys)
+    except _approval.TokenMalformed as exc:
+        raise GuardError(exc.reason) from exc  # bad input, not an approval attempt: nothing recorded
     except _approval.TokenRefused as exc:
         reason, payload = exc.reason, exc.payload
     with store.transaction() as tx:
@@ -145,8 +271,9 @@ def resume(store, policy, key, token, user, via, context=None, check_mode=False,
             reason = _resume_problem(tx, policy, payload, state)
         if reason is None:
             reason = _used_problem(tx, payload["ref"])
-        base = {"ref": payload.get("ref") if payload else None, "approver": payload.get("approver") if payload else None,
-                "fingerprint": fp, "kind": "resume", "via": via, "user": user, **(context or {})}
+        base = {**(context or {}), "ref": payload.get("ref") if payload else None,
+                "approver": payload.get("approver") if payload else None, "fingerprint": fp, "kind": "resume", "via": via,
+                "user": user}
         if reason is not None:
             if check_mode:
                 return {"changed": False, "failed": True, "halted": True, "halt": state, "msg": f"resume token refused: {reason}"}
@@ -161,8 +288,8 @@ def resume(store, policy, key, token, user, via, context=None, check_mode=False,
                 (payload["ref"], _ts(), approval_tag, "resume"),
             )
             resume_tag = tx.record("HALT", f"resume from {state['tag']}", {
-                "event": "resume", "halt": state["tag"], "approval": approval_tag, "approver": payload["approver"],
-                "user": user, "via": via, "epoch": state["epoch"], **(context or {}),
+                **(context or {}), "event": "resume", "halt": state["tag"], "approval": approval_tag,
+                "approver": payload["approver"], "user": user, "via": via, "epoch": state["epoch"],
             })
             tx.execute("UPDATE locus_guard_halt SET halted = 0 WHERE id = 1")
     if reason is not None:
@@ -182,73 +309,106 @@ def _resume_problem(tx, policy, payload, state):
         return f"this token does not match the halt record {state['tag']}"
     if int(payload.get("epoch", -1)) != state["epoch"]:
         return "this token was issued for an earlier halt"
-    if not policy.may_approve(payload.get("approver")):
-        return f"{payload.get('approver')!r} may not approve (policy approval.approvers: {', '.join(policy.approvers)})"
     return None
 
 
 def _record_hash(tx, tag):
-    rows = tx.query("SELECT hash FROM locus_audit WHERE tag = ?", (tag,))
-    return rows[0][0] if rows else None
+    rec = chained_record(tx.query, tag)
+    return rec["hash"] if rec else None
 
 
 def _used_problem(tx, ref):
+    """Why ``ref``'s approval cannot be used (again), from the trail; the table must agree."""
+    chain = _used_records(tx.query, ref).get(ref)
     rows = tx.query("SELECT used_at, approval_tag FROM locus_guard_approval_used WHERE ref = ?", (ref,))
-    if rows:
-        return f"the approval of {ref} was already used at {rows[0][0]} ({rows[0][1]}); review again for a new approval"
+    if chain and not rows:
+        raise _store.Tampered(f"the guard refuses to go on: the approval of {ref} was used ({chain[0]}) but its row in "
+                              "locus_guard_approval_used was deleted: the table was edited; run `locus audit verify`")
+    if rows and not chain:
+        raise _store.Tampered(f"the guard refuses to go on: locus_guard_approval_used marks {ref} as used, but the audit "
+                              "trail has no accepted approval of it; run `locus audit verify`")
+    if chain:
+        return f"the approval of {ref} was already used at {chain[1]} ({chain[0]}); review again for a new approval"
     return None
 
 
 # ------------------------------------------------------------------ approve (issue) ----------
-def approve(store, policy, key, ref, approver, via="cli", lifetime=None, context=None, now=None):
-    """Issue a token approving the decision or HALT ``ref``; record it. :class:`Refused` otherwise."""
+def approve(store, policy, ref, key=None, signer=None, approver=None, via="cli", lifetime=None, context=None, now=None):
+    """Issue a token approving the decision or HALT ``ref``; record it. :class:`Refused` otherwise.
+
+    Policy mode ``ssh_keys``: ``signer`` (:class:`_approval.SshSigner`) signs and names the
+    approver. Mode ``shared_key``: ``key`` (the HMAC key) signs, ``approver`` is recorded.
+    The decision must be genuine: a guard decision inside the chain whose recorded change
+    hashes to its digest. The result's ``change`` is that recorded change, to show the human.
+    """
     try:
         action, _day, _seq = _refs.parse_tag(ref)
     except _refs.RefTagError as exc:
         raise GuardError(str(exc)) from exc
-    base = {"ref": ref, "approver": approver, "via": via, **(context or {})}
+    if policy.approval_mode == "ssh_keys":
+        if signer is None:
+            raise GuardError("the policy names approver keys (approval.mode: ssh_keys): approve with your key "
+                             f"(--key FILE, ${_approval.APPROVER_KEY_ENV}, or a key in ssh-agent)")
+        approver = signer.name
+    elif key is None:
+        raise GuardError("no approval key to sign the token with")
+    base = {**(context or {}), "ref": ref, "approver": approver, "via": via, "user": _approval.os_user()}
     problem, info = None, {}
     with store.transaction() as tx:
         state = halt_state(store, tx)
-        rows = tx.query("SELECT data, hash FROM locus_audit WHERE tag = ?", (ref,))
-        if not rows:
+        rec = chained_record(tx.query, ref)
+        if rec is None:
             problem = f"no audit record with tag {ref}"
         elif action == "HALT":
-            info = {"kind": "resume", "digest": rows[0][1], "subject": f"resume from the emergency halt {ref}"}
+            info = {"kind": "resume", "digest": rec["hash"], "subject": f"resume from the emergency halt {ref}"}
             if not state["halted"]:
                 problem = "locus.infra is not halted; there is nothing to resume"
             elif state["tag"] != ref:
                 problem = f"{ref} is not the current halt (that is {state['tag']})"
         elif action == "VALIDATE":
-            data = _json(rows[0][0])
+            data = _json(rec["data"])
             info = {"kind": "change", "digest": data.get("digest"), "subject": data.get("what"), "data": data}
-            problem = _approvable_problem(data, state)
+            problem = _genuine_problem(data) or _approvable_problem(data, state)
         else:
             problem = f"{ref} is a {action} record; only guard decisions (VALIDATE) and halts (HALT) are approved"
-        if problem is None and not policy.may_approve(approver):
-            problem = f"{approver!r} may not approve (policy {policy.source} approval.approvers: {', '.join(policy.approvers)})"
         if problem is None:
             problem = _used_problem(tx, ref)
         if problem is not None:
-            tag = tx.record("APPROVAL", f"approval of {ref} refused", {"event": "refused", "reason": problem, **base})
+            tag = tx.record("APPROVAL", f"approval of {ref} refused", {**base, "event": "refused", "reason": problem})
         else:
             seconds = min(policy.lifetime, lifetime or policy.lifetime)
-            token = _approval.issue(key, ref, info["digest"], approver, state["epoch"], seconds, kind=info["kind"], now=now)
+            if signer is not None and policy.approval_mode == "ssh_keys":
+                token = _approval.issue_signed(signer, ref, info["digest"], state["epoch"], seconds, kind=info["kind"], now=now)
+            else:
+                token = _approval.issue(key, ref, info["digest"], approver, state["epoch"], seconds, kind=info["kind"], now=now)
             payload = _approval.decode(token)
+            signed_by = {"key_id": payload["kid"]} if "kid" in payload else {"approver_key": payload["key"]}
             tag = tx.record("APPROVAL", f"approval of {ref} issued to {approver}", {
-                "event": "issued", "kind": info["kind"], "digest": info["digest"], "expires": _approval.iso(payload["exp"]),
-                "lifetime_s": seconds, "epoch": state["epoch"], "key_id": payload["kid"],
-                "fingerprint": _approval.fingerprint(token), **base,
+                **base, "event": "issued", "kind": info["kind"], "digest": info["digest"],
+                "expires": _approval.iso(payload["exp"]), "lifetime_s": seconds, "epoch": state["epoch"],
+                "fingerprint": _approval.fingerprint(token), "mode": policy.approval_mode, **signed_by,
             })
     if problem is not None:
         raise Refused(problem, tag)
+    data = info.get("data") or {}
     return {"token": token, "approval_tag": tag, "ref": ref, "kind": info["kind"], "expires": _approval.iso(payload["exp"]),
-            "approver": approver, "subject": info.get("subject"), "decision": info.get("data")}
+            "approver": approver, "subject": info.get("subject"), "decision": info.get("data"), "change": data.get("change")}
+
+
+def _genuine_problem(data):
+    """Why a VALIDATE record is not a decision the guard made for the change it records, or None."""
+    if data.get(RESERVED_KEY) != "decision":
+        return "this VALIDATE record is not a guard decision"
+    change = data.get("change")
+    if not isinstance(change, dict) or not isinstance(change.get("changes"), list):
+        return "this decision records no change to show (made by an older guard, or forged); review the change again"
+    if view_digest(change) != data.get("digest"):
+        return ("this decision's digest does not match the change it records: it was not made by the guard "
+                "(forged); review the change again")
+    return None
 
 
 def _approvable_problem(data, state):
-    if data.get("guard") != "decision":
-        return "this VALIDATE record is not a guard decision"
     if state["halted"]:
         return f"locus.infra is halted by {state['tag']}; approve the halt to resume first, then review again"
     if data.get("decision") == "deny":
@@ -337,20 +497,52 @@ def _given_findings(findings):
     return out
 
 
-def change_digest(what, where, changes, findings=None):
-    """SHA-256 over the change as reviewed: what, where, every change with its diffs (and given findings)."""
+def _masked(line):
+    line = _redact.redact_text(_guard_rules.mask_secrets(line))
+    return line if len(line) <= MAX_LINE else f"{line[:MAX_LINE]}… [{len(line) - MAX_LINE} more characters]"
+
+
+def _sha256(value):
+    return hashlib.sha256(_audit.canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def change_view(what, where, changes, findings=None):
+    """The change as the approver sees it and as the decision records it: what, where, and per
+    change the host, task, module, masked arguments and masked unified diffs (cut at
+    :data:`MAX_DIFF_LINES` lines per file). ``content_sha256`` of each change binds what masking
+    and cutting hide (secret values, long diffs): the exact arguments and file contents.
+    ``findings`` given with the operation (already checked and masked) are part of it too."""
     items = []
     for c in changes:
-        items.append({
-            "host": c["host"], "task": c["task"], "task_path": c["task_path"], "action": c["action"], "args": c["args"],
-            "status": c["status"], "files": [{"path": f["path"], "before": f["before"], "after": f["after"]} for f in c["files"]],
-        })
-    items.sort(key=lambda i: (i["task_path"], i["task"], i["host"], _audit.canonical_json(i)))
-    doc = {"what": what, "where": where, "changes": items}
+        raw = {"host": c["host"], "task": c["task"], "task_path": c["task_path"], "action": c["action"], "args": c["args"],
+               "status": c["status"], "files": [{"path": f["path"], "before": f["before"], "after": f["after"]} for f in c["files"]]}
+        files = []
+        for f in c["files"]:
+            lines = list(difflib.unified_diff((f["before"] or "").splitlines(), (f["after"] or "").splitlines(),
+                                              f"a {f['path']}", f"b {f['path']}", n=2, lineterm=""))
+            shown = [_masked(ln) for ln in lines[:MAX_DIFF_LINES]]
+            if len(lines) > MAX_DIFF_LINES:
+                shown.append(f"... [{len(lines) - MAX_DIFF_LINES} more diff lines not shown]")
+            files.append({"path": _masked(f["path"]), "diff": shown})
+        items.append({"host": _masked(c["host"]), "task": _masked(c["task"]), "task_path": _masked(c["task_path"]),
+                      "action": _masked(c["action"]), "args": _redact.redact(c["args"]), "status": c["status"],
+                      "files": files, "content_sha256": _sha256(raw)})
+    items.sort(key=lambda i: (i["task_path"], i["task"], i["host"], i["content_sha256"]))
+    doc = {"what": _masked(what), "where": _masked(where), "changes": items}
     if findings:
         doc["findings"] = findings
-    body = _audit.canonical_json(doc)
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    # A JSON round trip: the view is exactly what the record stores and reads back.
+    return json.loads(_audit.canonical_json(doc))
+
+
+def view_digest(view):
+    """SHA-256 of a change view: what the token binds, recomputable from the decision record."""
+    return _sha256(view)
+
+
+def change_digest(what, where, changes, findings=None):
+    """SHA-256 over the change as reviewed (see :func:`change_view`)."""
+    return view_digest(change_view(what, where, changes, findings))
 
 
 def normalise_reviews(reviews):
@@ -427,7 +619,8 @@ def decide(store, policy, operation, resources=None, reviews=None, approval=None
     what, where, changes, extra, meta = normalise_operation(operation)
     reviews = normalise_reviews(reviews)
     ev = evaluate(policy, changes, resources, reviews, extra)
-    digest = change_digest(what, where, changes, meta.get("findings"))
+    view = change_view(what, where, changes, meta.get("findings"))
+    digest = view_digest(view)
     reasons, decision = [], None
     requirement = policy.requirement(ev["risk"])
     exhausted = [f for f in ev["findings"] if f["rule"] == "resource_exhausted"]
@@ -436,7 +629,9 @@ def decide(store, policy, operation, resources=None, reviews=None, approval=None
     token_payload, token_problem = None, None
     if approval.get("token") and requirement == "human":
         try:
-            token_payload = _approval.verify(approval["token"], key_loader(), now=now)
+            ssh = policy.approver_keys
+            token_payload = _approval.verify(approval["token"], None if ssh is not None else key_loader(), now=now,
+                                             approvers=ssh)
         except _approval.TokenRefused as exc:
             token_problem, token_payload = exc.reason, exc.payload
         except _approval.ApprovalError as exc:
@@ -466,7 +661,7 @@ def decide(store, policy, operation, resources=None, reviews=None, approval=None
             decision = "allow"
             reasons.append(f"risk {ev['risk']} needs no approval")
         record = {
-            "guard": "decision", "decision": decision, "risk": ev["risk"], "deterministic_risk": ev["deterministic_risk"],
+            RESERVED_KEY: "decision", "decision": decision, "risk": ev["risk"], "deterministic_risk": ev["deterministic_risk"],
             "agent_risk": ev["agent_risk"], "digest": digest, "epoch": state["epoch"], "what": what, "where": where,
             "reasons": reasons, "changes": len(changes), "findings_count": len(ev["findings"]),
             "findings": [_brief(f) for f in ev["findings"][:MAX_RECORDED_FINDINGS]],
@@ -477,18 +672,20 @@ def decide(store, policy, operation, resources=None, reviews=None, approval=None
             record["playbook"] = meta["playbook"]
         if accepted:
             record["approval"] = {k: accepted[k] for k in ("method", "ref", "approver")}
-        ref_tag = tx.record("VALIDATE", f"guard: {decision} (risk {ev['risk']}) {what} @ {where}", _redact.redact(record))
+        # The change view is masked already and must stay byte for byte what the digest covers.
+        record = dict(_redact.redact(record), change=view)
+        ref_tag = tx.record("VALIDATE", f"guard: {decision} (risk {ev['risk']}) {what} @ {where}", record)
         approval_tag = None
         if accepted and not check_mode:
             approval_tag = tx.record("APPROVAL", f"approval of {accepted['ref']} used by {ref_tag}", _redact.redact({
-                "event": "accepted", "decision": ref_tag, "digest": digest, **accepted, **context}))
+                **context, **accepted, "event": "accepted", "decision": ref_tag, "digest": digest}))
             tx.execute(
                 "INSERT INTO locus_guard_approval_used (ref, used_at, approval_tag, method) VALUES (?, ?, ?, ?)",
                 (accepted["ref"], _ts(), approval_tag, accepted["method"]),
             )
         elif refused and not check_mode:
             approval_tag = tx.record("APPROVAL", f"approval for {ref_tag} refused", _redact.redact({
-                "event": "refused", "decision": ref_tag, "digest": digest, **refused, **context}))
+                **context, **refused, "event": "refused", "decision": ref_tag, "digest": digest}))
 
     result = {
         "decision": decision, "risk": ev["risk"], "deterministic_risk": ev["deterministic_risk"], "agent_risk": ev["agent_risk"],
@@ -536,11 +733,12 @@ def _check_approval(tx, policy, approval, token_payload, token_problem, digest, 
         info = {"method": method, "ref": ref, "approver": approver, "fingerprint": _approval.fingerprint(approval["token"])}
         problem = token_problem or _token_problem(tx, policy, token_payload, digest, state)
     elif approval.get("ref") and "answer" in approval:
+        # Only the guard's action plugin sets ``answer``: what a human typed at the controller's
+        # terminal (Display.prompt_until); no task argument or variable reaches it.
         if not str(approval["answer"]).strip():
             return None, None  # nothing typed (or no terminal): no approval was attempted
         method, ref = "prompt", approval["ref"]
-        approver = approval.get("approver") or _approval.current_user(context)
-        info = {"method": method, "ref": ref, "approver": approver}
+        info = {"method": method, "ref": ref, "approver": _approval.os_user()}
         problem = _prompt_problem(tx, policy, approval, digest, state, context, now)
     elif approval.get("ref"):
         method, ref = "awx_workflow", approval["ref"]
@@ -551,18 +749,16 @@ def _check_approval(tx, policy, approval, token_payload, token_problem, digest, 
         return None, None
     if problem is None and info["ref"]:
         problem = _used_problem(tx, info["ref"])
-    if problem is None and method != "awx_workflow" and not policy.may_approve(info["approver"]):
-        problem = f"{info['approver']!r} may not approve (policy approval.approvers: {', '.join(policy.approvers)})"
     if problem:
         return None, dict(info, reason=problem)
     return info, None
 
 
 def _decision_record(tx, ref):
-    rows = tx.query("SELECT data, ts FROM locus_audit WHERE tag = ?", (ref,))
-    if not rows:
+    rec = chained_record(tx.query, ref)
+    if rec is None:
         return None, None
-    return _json(rows[0][0]), rows[0][1]
+    return _json(rec["data"]), rec["ts"]
 
 
 def _bound_problem(tx, ref, digest, state):
@@ -570,7 +766,7 @@ def _bound_problem(tx, ref, digest, state):
     data, ts = _decision_record(tx, ref)
     if data is None:
         return f"no audit record with tag {ref}", None, None
-    if data.get("guard") != "decision":
+    if data.get(RESERVED_KEY) != "decision":
         return f"{ref} is not a guard decision", None, None
     if data.get("digest") != digest:
         return f"the approval is for a different change ({ref} has digest {str(data.get('digest'))[:12]}…, this change {digest[:12]}…)", data, ts
@@ -601,6 +797,10 @@ def _age(ts, now):
 def _prompt_problem(tx, policy, approval, digest, state, context, now):
     if not policy.data["approval"]["prompt"]:
         return f"the policy {policy.source} does not allow approval at a prompt (approval.prompt: false)"
+    if policy.approval_mode == "ssh_keys":
+        return "the policy names approver keys (approval.mode: ssh_keys): approve with a signed token, not at a prompt"
+    if (context.get("awx") or {}).get("awx_job_id"):
+        return "no prompt approvals under AWX: the workflow's approval node is the only way there"
     ref, answer = approval["ref"], str(approval.get("answer") or "").strip()
     if answer != ref:
         return f"the answer at the prompt was not the decision's REF-tag {ref} (nothing approved)"

@@ -18,6 +18,8 @@ import json
 import os
 import re
 
+from ansible_collections.locus.infra.plugins.module_utils import _approval
+
 # realpath: a collection tree made of symlinks (pytest-ansible) still finds the data next to plugins/.
 DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "data", "guard"))
 DEFAULT_POLICY = os.path.join(DATA_DIR, "policy.yml")
@@ -151,6 +153,11 @@ def validate(policy, source):
     validator = jsonschema.Draft202012Validator(_schema())
     problems = []
     for error in sorted(validator.iter_errors(policy), key=lambda e: [str(p) for p in e.absolute_path]):
+        if len(error.absolute_path) == 3 and list(error.absolute_path)[:2] == ["approval", "approvers"] \
+                and isinstance(error.instance, str):
+            problems.append((key_path(error.absolute_path), f"{error.instance!r} is a bare name, which anyone can claim: list "
+                             "approvers with their SSH public key ({name: ..., key: 'ssh-ed25519 AAAA...'}, approval.mode: ssh_keys)"))
+            continue
         problems.extend(_describe(error))
     if not problems:
         problems.extend(_semantic_problems(policy))
@@ -176,6 +183,26 @@ def _semantic_problems(policy):
         parse_lifetime(policy["approval"]["lifetime"])
     except ValueError as exc:
         out.append(("approval.lifetime", str(exc)))
+    out.extend(_approver_problems(policy["approval"]))
+    return out
+
+
+def _approver_problems(approval):
+    out, seen = [], {}
+    approvers = approval["approvers"]
+    if approval["mode"] == "ssh_keys" and not approvers:
+        out.append(("approval.approvers", "approval.mode ssh_keys needs at least one approver with an SSH public key"))
+    if approval["mode"] == "shared_key" and approvers:
+        out.append(("approval.mode", "approvers are listed by key: set approval.mode: ssh_keys (shared_key ignores them)"))
+    for n, entry in enumerate(approvers):
+        try:
+            key = _approval.parse_public_key(entry["key"])
+        except ValueError as exc:
+            out.append((f"approval.approvers[{n}].key", str(exc)))
+            continue
+        if key in seen:
+            out.append((f"approval.approvers[{n}].key", f"the same key is already listed for {seen[key]}"))
+        seen[key] = entry["name"]
     return out
 
 
@@ -238,11 +265,21 @@ class Policy:
         return parse_lifetime(self.data["approval"]["lifetime"])
 
     @property
-    def approvers(self):
-        return list(self.data["approval"]["approvers"])
+    def approval_mode(self):
+        """``shared_key`` (HMAC tokens) or ``ssh_keys`` (tokens signed by an approver's SSH key)."""
+        return self.data["approval"]["mode"]
 
-    def may_approve(self, who):
-        return not self.approvers or who in self.approvers
+    @property
+    def approvers(self):
+        """The approvers' names (mode ssh_keys)."""
+        return sorted({a["name"] for a in self.data["approval"]["approvers"]})
+
+    @property
+    def approver_keys(self):
+        """``[(name, public key)]`` for ``ssh-keygen -Y verify`` in mode ssh_keys, else None."""
+        if self.approval_mode != "ssh_keys":
+            return None
+        return [(a["name"], a["key"]) for a in self.data["approval"]["approvers"]]
 
     def summary(self):
         """What a decision records about the policy it applied."""

@@ -47,6 +47,35 @@ class RecordError(StoreError):
     """A record refused before it is written: its subject or data is not valid UTF-8 JSON."""
 
 
+class Tampered(StoreError):
+    """A record or a table of the store does not agree with the hash chain: refuse to go on."""
+
+
+def chain_problem(query, rec):
+    """Why the record ``rec`` (a :func:`_audit.row_dict`) is not a sound link of the hash chain, or None.
+
+    Cheap, local check for records the guard acts on: the record's own hash, its link to the
+    record before it (GENESIS for #1) and the link of the record after it. ``query(sql, params)``
+    reads the same store (or transaction). A record at position 0 or below lies outside the chain.
+    """
+    pos, tag = rec["position"], rec["tag"]
+    if not isinstance(pos, int) or pos < 1:
+        return f"record {tag} lies outside the hash chain (position {pos}): it was inserted by hand"
+    if _audit.record_hash(tag, rec["ts"], rec["subject"], rec["data"], rec["prev_hash"]) != rec["hash"]:
+        return f"record #{pos} ({tag}) was modified: its content does not match its hash"
+    if pos == 1:
+        before = _audit.GENESIS
+    else:
+        rows = query("SELECT hash FROM locus_audit WHERE position = ?", (pos - 1,))
+        before = rows[0][0] if rows else None
+    if rec["prev_hash"] != before:
+        return f"record #{pos} ({tag}) is not chained to record #{pos - 1}"
+    rows = query("SELECT prev_hash FROM locus_audit WHERE position = ?", (pos + 1,))
+    if rows and rows[0][0] != rec["hash"]:
+        return f"record #{pos + 1} is not chained to record #{pos} ({tag}): one of them was rewritten"
+    return None
+
+
 # Each migration: (version, description, statements). Statements are written once, with
 # {bigint} for a 64-bit integer (SQLite: INTEGER, PostgreSQL: BIGINT); where the engines need
 # different SQL (triggers), statements is a dict per engine. Append only; never edit a
@@ -126,6 +155,15 @@ MIGRATIONS = [
             """CREATE TABLE locus_guard_approval_used (
                    ref TEXT PRIMARY KEY, used_at TEXT NOT NULL, approval_tag TEXT NOT NULL,
                    method TEXT NOT NULL)""",
+        ],
+    ),
+    (
+        5,
+        "guard: find HALT and APPROVAL records fast (the halt and single use are derived from them)",
+        [
+            # Partial indexes: the guard's queries repeat these exact predicates.
+            "CREATE INDEX locus_audit_halt ON locus_audit (position) WHERE tag LIKE 'LOCUS-HALT%'",
+            "CREATE INDEX locus_audit_approval ON locus_audit (position) WHERE tag LIKE 'LOCUS-APPROVAL%'",
         ],
     ),
 ]
@@ -297,17 +335,22 @@ class Store:
             )
             return value, False
 
-    def records(self, after=0, limit=None):
-        """Audit rows as dicts in chain order, from position ``after + 1``."""
-        sql = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE position > ? ORDER BY position"
-        params = [after]
+    def records(self, after=None, limit=None):
+        """Audit rows as dicts in position order, from position ``after + 1`` (``None``: every row,
+        also rows at position 0 or below, which lie outside the chain and fail verification)."""
+        sql = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit"
+        params = []
+        if after is not None:
+            sql += " WHERE position > ?"
+            params.append(after)
+        sql += " ORDER BY position"
         if limit:
             sql += " LIMIT ?"
             params.append(limit)
         return [_audit.row_dict(r) for r in self.query(sql, params)]
 
     def iter_records(self, batch=5000):
-        after = 0
+        after = None
         while True:
             rows = self.records(after=after, limit=batch)
             if not rows:
@@ -316,10 +359,17 @@ class Store:
             after = rows[-1]["position"]
 
     def get(self, tag):
+        """The record of ``tag`` or None; :class:`Tampered` when it is not a sound link of the chain."""
         rows = self.query(
             "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE tag = ?", (tag,)
         )
-        return _audit.row_dict(rows[0]) if rows else None
+        if not rows:
+            return None
+        rec = _audit.row_dict(rows[0])
+        problem = chain_problem(self.query, rec)
+        if problem:
+            raise Tampered(f"{self.engine} store {self.location}: {problem}; run `locus audit verify`")
+        return rec
 
     def job_records(self, job):
         """The records of one playbook run: its JOB records and every record naming it as ``job``."""
@@ -349,8 +399,19 @@ class Store:
         return {"count": rows[0][0], "last_tag": rows[0][1], "head_hash": rows[0][2]}
 
     def verify(self, head=None):
-        """Verify the whole chain (and against an exported ``head``); see :func:`_audit.verify`."""
-        return _audit.verify(self.iter_records(), self.sequences(), head=head, find_hash=self._position_of_hash)
+        """Verify the whole chain (and against an exported ``head``); see :func:`_audit.verify`.
+
+        A sound chain is then compared with the guard's tables (halt state, used approvals),
+        which must agree with the HALT and APPROVAL records (kind ``tables``).
+        """
+        result = _audit.verify(self.iter_records(), self.sequences(), head=head, find_hash=self._position_of_hash)
+        if result["ok"]:
+            from ansible_collections.locus.infra.plugins.module_utils import _guard  # the guard builds on the store
+
+            problem = _guard.tables_problem(self)
+            if problem:
+                result = dict(result, ok=False, problem=_audit.Problem("tables", None, None, problem))
+        return result
 
     def _position_of_hash(self, digest):
         rows = self.query("SELECT position FROM locus_audit WHERE hash = ?", (digest,))

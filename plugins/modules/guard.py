@@ -22,9 +22,10 @@ description:
   - The decision is V(deny) while locus.infra is halted, when a resource is at or past the policy's
     halt threshold, or when the policy denies the risk level. It is V(needs_approval) when the policy
     wants a human for the risk level, until an approval bound to this exact change is given -
-    a signed token (O(approval_token)), the decision's REF-tag typed at a prompt in the same run
-    (O(approval_ref) + O(approval_answer)), or an AWX workflow approval node (O(approval_ref) in a
-    workflow job, when the policy enables it). Approvals are single-use, expire, and are void
+    a signed token (O(approval_token)), the decision's REF-tag typed by a human at the controller's
+    terminal (O(approval_prompt); never from a variable, never without an interactive terminal, never
+    under AWX), or an AWX workflow approval node (O(approval_ref) in a workflow job, when the policy
+    enables it). Approvals are single-use, expire, and are void
     after an emergency halt. Every approval and refusal is an C(APPROVAL) record.
   - With O(mode=halt_check) it only fails while locus.infra is halted (the first task of the roles
     that change hosts). O(mode=status) reports the halt. O(mode=halt) sets the emergency halt
@@ -117,17 +118,23 @@ options:
     type: str
   approval_ref:
     description:
-      - The REF-tag of an earlier decision needing approval, approved at a prompt (with O(approval_answer))
-        or, in an AWX workflow job, by the workflow's approval node (policy C(approval.awx_workflow)).
+      - In an AWX workflow job, the REF-tag of the review node's decision that the workflow's approval
+        node approved (policy C(approval.awx_workflow)).
     type: str
-  approval_answer:
+  approval_prompt:
     description:
-      - What the human typed at the prompt. Approves only when it is O(approval_ref) itself, the decision
-        was made in this run, for the same change, and the user may approve.
-    type: str
+      - When the decision needs approval, ask at the controller's terminal; typing the decision's REF-tag
+        approves this exact change (a second C(VALIDATE) record names the first one).
+      - Only an interactive, foreground terminal of C(ansible-playbook) answers (Ansible's own prompt);
+        without one nothing is approved. Never under AWX (C(awx_job_id) set), never when the policy
+        names approver keys (C(approval.mode=ssh_keys)) or says C(approval.prompt=false).
+    type: bool
+    default: false
   approval_key:
     description:
-      - The key approval tokens are signed with. Defaults to E(LOCUS_APPROVAL_KEY), then the file
+      - The HMAC key approval tokens are signed with (policy C(approval.mode=shared_key); with
+        C(ssh_keys) tokens are verified against the approvers' SSH keys instead).
+        Defaults to E(LOCUS_APPROVAL_KEY), then the file
         E(LOCUS_APPROVAL_KEY_FILE), then C(approval.key) in the state directory.
     type: str
   reason:

@@ -89,6 +89,9 @@ attributes:
     details: Needs C(/proc) (Linux).
 notes:
   - Runs on the host that holds the processes; the lab role delegates it to C(localhost).
+  - While locus.infra is halted (C(locus halt)), O(state=started) and O(state=stopped) fail at once
+    with the HALT tag and reason; O(state=query) keeps working. The store is found through
+    E(LOCUS_STATE_URL) / E(LOCUS_STATE_DIR) on the controller.
 """
 
 EXAMPLES = r"""

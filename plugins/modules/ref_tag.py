@@ -26,7 +26,9 @@ options:
     description:
       - The kind of action the tag is for.
       - One of C(TASK), C(JOB), C(ARTIFACT), C(AGENT), C(RESOURCE), C(NOTIFY), C(RESEARCH), C(DEPLOY),
-        C(VALIDATE), C(HANDOVER), C(HALT), C(APPROVAL) (case-insensitive).
+        C(VALIDATE), C(HANDOVER) (case-insensitive).
+      - C(HALT) and C(APPROVAL) records are written only by the guard (C(locus halt), C(locus approve),
+        C(locus resume), M(locus.infra.guard)); this module refuses them.
     type: str
     required: true
   subject:
@@ -36,6 +38,7 @@ options:
   data:
     description:
       - Facts to keep in the audit record with the tag.
+      - The key C(guard) is reserved for the guard's own records and refused.
     type: dict
     default: {}
 attributes:

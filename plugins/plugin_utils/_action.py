@@ -34,7 +34,9 @@ STATE_STORE_SPEC = {
 class LocusActionError(Exception):
     """Fail the task with this message (and optional extra result keys)."""
 
-    def __init__(self, msg, **result):
+    def __init__(self, msg, /, **result):
+        # ``msg`` is positional-only: a result that carries its own ``msg`` key (e.g. the
+        # guard's decision) can be passed whole; the message given here wins.
         super().__init__(msg)
         self.result = result
 
@@ -113,11 +115,20 @@ class HaltGuardedModule(ActionBase):
 
     _supports_check_mode = True
     _supports_async = True
+    # Arguments whose values make a call read-only (e.g. ``{"state": {"query"}}``): such a call
+    # runs while halted. Anything else is a change and is refused.
+    READ_ONLY_ARGS = {}
+
+    def _read_only_call(self):
+        args = self._task.args or {}
+        return any(key in args and args[key] in values for key, values in self.READ_ONLY_ARGS.items())
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
+        if self._read_only_call():
+            return self._run_module(result, task_vars)
         store = None
         try:
             store = _store.open_store()
@@ -131,6 +142,9 @@ class HaltGuardedModule(ActionBase):
             result.update(halted)
             result["changed"] = False
             return result
+        return self._run_module(result, task_vars)
+
+    def _run_module(self, result, task_vars):
         wrap_async = self._task.async_val and not self._connection.has_native_async
         result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
         if not wrap_async:

@@ -155,6 +155,10 @@ def cmd_tag(args, store):
     data = _loads(args.data, "--data") if args.data else {}
     if not isinstance(data, dict):
         raise UsageError("--data must be a JSON object")
+    try:
+        _guard.check_generic_record(args.action, data)
+    except _guard.GuardError as exc:
+        raise UsageError(str(exc)) from exc
     print(store.record(args.action, args.subject, _redact.redact({**data, "via": "cli"})))
     return EXIT_OK
 
@@ -242,10 +246,15 @@ def cmd_audit_export(args, store):
     if not args.output:
         for rec in store.iter_records():
             sys.stdout.write(_stdout_json(rec) + "\n")
-        return EXIT_OK
-    with _open(args.output, "w", "the export") as f:
-        for rec in store.iter_records():
-            _write(f, json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n", args.output)
+    else:
+        with _open(args.output, "w", "the export") as f:
+            for rec in store.iter_records():
+                _write(f, json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n", args.output)
+    result = store.verify()  # an export of a tampered store says so
+    if not result["ok"]:
+        print(f"locus: the exported trail does not verify ({result['problem']['kind']}): {result['problem']['message']}",
+              file=sys.stderr)
+        return EXIT_VERIFY_FAILED
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ Exit codes as for the rest of the CLI: 0 ok, 1 refused (the refusal is an APPROV
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ansible_collections.locus.infra.plugins.module_utils import _approval, _guard, _policy
@@ -27,13 +28,30 @@ def _policy_of(args):
     return _policy.load_policy(args.policy)
 
 
+def _signer(args, policy):
+    """The approver's SSH signer (policy mode ssh_keys): --key, $LOCUS_APPROVER_KEY, or the one approver key in ssh-agent."""
+    key_file = args.key or os.environ.get(_approval.APPROVER_KEY_ENV)
+    if key_file:
+        return _approval.SshSigner(key_file, policy.approver_keys)
+    signer = _approval.agent_signer(policy.approver_keys)
+    if signer is None:
+        raise _approval.ApprovalError(
+            "the policy names approver keys (approval.mode: ssh_keys): give yours with --key FILE (a private key, or a "
+            f"public key whose private half ssh-agent holds) or ${_approval.APPROVER_KEY_ENV}, or load it into ssh-agent")
+    return signer
+
+
 def cmd_approve(args, store):
+    signer = None
     try:
         policy = _policy_of(args)
         lifetime = _policy.parse_lifetime(args.lifetime) if args.lifetime else None
-        key = _approval.load_key(state_dir=args.state_dir, create=True)
-        approver = _approval.current_user()
-        out = _guard.approve(store, policy, key, args.ref, approver, via=VIA, lifetime=lifetime)
+        if policy.approval_mode == "ssh_keys":
+            signer = _signer(args, policy)
+            out = _guard.approve(store, policy, args.ref, signer=signer, via=VIA, lifetime=lifetime)
+        else:
+            key = _approval.load_key(state_dir=args.state_dir, create=True)
+            out = _guard.approve(store, policy, args.ref, key=key, approver=_approval.os_user(), via=VIA, lifetime=lifetime)
     except _guard.Refused as exc:
         print(f"locus: refused: {exc.reason} (recorded as {exc.tag})", file=sys.stderr)
         return EXIT_REFUSED
@@ -41,27 +59,43 @@ def cmd_approve(args, store):
         return _err(f"--lifetime: {exc}")
     except (_policy.PolicyError, _approval.ApprovalError, _guard.GuardError) as exc:
         return _err(str(exc))
+    finally:
+        if signer is not None and signer.temporary:
+            os.unlink(signer.key_file)
     decision = out.get("decision") or {}
     if out["kind"] == "resume":
         print(f"approving the resume from the emergency halt {out['ref']}")
     else:
-        print(f"approving {out['ref']}: {decision.get('what')} @ {decision.get('where')}")
-        print(f"  decision {decision.get('decision')}, risk {decision.get('risk')} "
-              f"(facts {decision.get('deterministic_risk')}, AI {decision.get('agent_risk') or '-'}), "
-              f"{decision.get('changes')} change(s), digest {str(decision.get('digest'))[:16]}")
-        for f in decision.get("findings") or []:
-            ev = f.get("evidence") or {}
-            where = ", ".join(str(ev[k]) for k in ("host", "file", "line") if ev.get(k))
-            print(f"  [{f.get('risk')}] {f.get('rule')}: {f.get('message')}" + (f" ({where})" if where else ""))
+        _show_change(out["ref"], decision, out.get("change") or {})
     print(f"approved by {out['approver']} until {out['expires']}, recorded as {out['approval_tag']}; "
           "the token (single use) is on the next line")
     print(out["token"])
     return EXIT_OK
 
 
+def _show_change(ref, decision, change):
+    """What the approver approves, from the change the decision records (its digest is checked)."""
+    print(f"approving {ref}: {change.get('what')} @ {change.get('where')}")
+    print(f"  decision {decision.get('decision')}, risk {decision.get('risk')} "
+          f"(facts {decision.get('deterministic_risk')}, AI {decision.get('agent_risk') or '-'}), "
+          f"{len(change.get('changes') or [])} change(s), digest {str(decision.get('digest'))[:16]}")
+    for f in decision.get("findings") or []:
+        ev = f.get("evidence") or {}
+        where = ", ".join(str(ev[k]) for k in ("host", "file", "line") if ev.get(k))
+        print(f"  [{f.get('risk')}] {f.get('rule')}: {f.get('message')}" + (f" ({where})" if where else ""))
+    print("  the change (secrets masked):")
+    for c in change.get("changes") or []:
+        print(f"  - {c.get('host')}: {c.get('task') or '(planned change)'} [{c.get('action') or '?'}] {c.get('status')}")
+        if c.get("args"):
+            print(f"      args: {json.dumps(c['args'], sort_keys=True, ensure_ascii=False)[:2000]}")
+        for f in c.get("files") or []:
+            for line in f.get("diff") or []:
+                print(f"      {line}")
+
+
 def cmd_halt(args, store):
     try:
-        out = _guard.halt(store, args.reason, _approval.current_user(), VIA)
+        out = _guard.halt(store, args.reason, _approval.os_user(), VIA)
     except _guard.GuardError as exc:
         return _err(str(exc))
     print(out["msg"])
@@ -75,8 +109,8 @@ def cmd_resume(args, store):
         return _err("--token is empty")
     try:
         policy = _policy_of(args)
-        key = _approval.load_key(state_dir=args.state_dir)
-        out = _guard.resume(store, policy, key, token, _approval.current_user(), VIA)
+        key = _approval.load_key(state_dir=args.state_dir) if policy.approval_mode == "shared_key" else None
+        out = _guard.resume(store, policy, key, token, _approval.os_user(), VIA)
     except _guard.Refused as exc:
         print(f"locus: refused: {exc.reason} (recorded as {exc.tag})", file=sys.stderr)
         return EXIT_REFUSED
@@ -98,6 +132,8 @@ def add_commands(sub):
     p.add_argument("ref", metavar="REF-TAG", help="a VALIDATE decision that needs approval, or the current HALT tag")
     p.add_argument("--policy", help="policy file (default: $LOCUS_POLICY, then the shipped default)")
     p.add_argument("--lifetime", help="shorter validity than the policy's approval.lifetime (e.g. 10m)")
+    p.add_argument("--key", help="policy mode ssh_keys: your SSH key (private key file, or the .pub of a key in ssh-agent; "
+                                 f"default ${_approval.APPROVER_KEY_ENV}, then the one approver key ssh-agent holds)")
     p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("halt", help="emergency halt: every plugin that changes anything or spends tokens refuses to run")

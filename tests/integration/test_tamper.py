@@ -10,18 +10,9 @@ import json
 import pytest
 
 from ansible_collections.locus.infra.plugins.module_utils import _audit, _refs
-from locus_testlib import run_locus
+from locus_testlib import attack_store, run_locus
 
-
-def _attack(store, *statements):
-    with store.transaction() as tx:
-        if store.engine == "sqlite":
-            tx.execute("DROP TRIGGER IF EXISTS locus_audit_no_update")
-            tx.execute("DROP TRIGGER IF EXISTS locus_audit_no_delete")
-        else:
-            tx.execute("DROP TRIGGER IF EXISTS locus_audit_no_change ON locus_audit")
-        for sql, params in statements:
-            tx.execute(sql, params)
+_attack = attack_store
 
 
 def _fill(store, n=6):

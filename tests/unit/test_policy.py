@@ -11,6 +11,18 @@ import yaml
 from ansible_collections.locus.infra.plugins.module_utils import _guard_rules, _policy
 
 
+def _key(seed):
+    """A syntactically real ssh-ed25519 public key (type name + 32 bytes) for policy tests."""
+    import base64
+
+    blob = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes([seed]) * 32
+    return "ssh-ed25519 " + base64.b64encode(blob).decode()
+
+
+ALICE, BOB = _key(1), _key(2)
+RSA_AS_ED25519 = "ssh-ed25519 AAAAB3NzaC1yc2EBAQEBAQEBAQ=="  # the blob holds an ssh-rsa key
+
+
 def _write(tmp_path, text, name="policy.yml"):
     path = tmp_path / name
     path.write_text(text)
@@ -35,11 +47,13 @@ def test_every_rule_has_a_risk_in_the_default_and_in_the_schema():
 
 
 def test_a_partial_policy_is_merged_over_the_default(tmp_path):
-    path = _write(tmp_path, "version: 1\nrisk:\n  approval:\n    medium: human\napproval:\n  approvers: [alice]\n  lifetime: 15m\n")
+    path = _write(tmp_path, "version: 1\nrisk:\n  approval:\n    medium: human\napproval:\n  mode: ssh_keys\n"
+                            f"  approvers: [{{name: alice, key: '{ALICE} alice@laptop'}}]\n  lifetime: 15m\n")
     policy = _policy.load_policy(path, environ={})
     assert policy.requirement("medium") == "human" and policy.requirement("high") == "human"
     assert policy.human_from == "medium"
-    assert policy.approvers == ["alice"] and policy.may_approve("alice") and not policy.may_approve("mallory")
+    assert policy.approvers == ["alice"] and policy.approver_keys == [("alice", f"{ALICE} alice@laptop")]
+    assert policy.approval_mode == "ssh_keys" and _policy.load_policy(environ={}).approver_keys is None
     assert policy.lifetime == 900
     assert policy.halt_threshold == 95.0  # kept from the default
     assert len(policy.sha256) == 64
@@ -74,7 +88,16 @@ def test_the_policy_comes_from_option_then_variable_then_environment(tmp_path):
         ("version: 1\napproval:\n  lifetime: 2x\n", "approval.lifetime", "is neither"),
         ("version: 1\napproval:\n  lifetime: 30d\n", "approval.lifetime", "outside 1 second .. 7 days"),
         ("version: 1\napproval:\n  approvers: alice\n", "approval.approvers", "is not of type 'array'"),
-        ("version: 1\napproval:\n  approvers: [alice, alice]\n", "approval.approvers", "non-unique"),
+        ("version: 1\napproval:\n  approvers: [alice]\n", "approval.approvers[0]", "a bare name, which anyone can claim"),
+        (f"version: 1\napproval:\n  mode: ssh_keys\n  approvers: [{{name: a, key: '{ALICE}'}}, {{name: b, key: '{ALICE} x'}}]\n",
+         "approval.approvers[1].key", "already listed for a"),
+        (f"version: 1\napproval:\n  approvers: [{{name: alice, key: '{ALICE}'}}]\n", "approval.mode", "set approval.mode: ssh_keys"),
+        ("version: 1\napproval:\n  mode: ssh_keys\n", "approval.approvers", "needs at least one approver"),
+        (f"version: 1\napproval:\n  mode: ssh_keys\n  approvers: [{{name: alice, key: '{RSA_AS_ED25519}'}}]\n",
+         "approval.approvers[0].key", "does not hold a ssh-ed25519 key"),
+        (f"version: 1\napproval:\n  mode: ssh_keys\n  approvers: [{{name: 'al ice', key: '{BOB}'}}]\n",
+         "approval.approvers[0].name", "does not match"),
+        ("version: 1\napproval:\n  mode: keys\n", "approval.mode", "is not one of"),
         ("version: 1\nbudgets:\n  daily_usd: -1\n", "budgets.daily_usd", "minimum of 0"),
         ("version: 1\nanalysers:\n  k3s_server_groups: servers\n", "analysers.k3s_server_groups", "is not of type 'array'"),
     ],

@@ -7,10 +7,10 @@ tests/integration/guard/playbooks/exposure.yml (an nginx site on loopback, or on
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import pty
+import pwd
 import re
 import select
 import sys
@@ -82,7 +82,7 @@ def test_public_exposure_stops_and_a_token_applies_it(env, tmp_path):
     assert other.returncode != 0 and "approval refused: the token is for a different change" in other.stdout
     # ... and applies this one
     applied = review({**env, "LOCUS_APPROVAL_TOKEN": token}, EXPOSURE, review_agents=[], **PUBLIC)
-    assert "allow (risk high)" in applied.stdout and f"approved by {os.environ.get('SUDO_USER') or getpass.getuser()} (token, {tag})" in applied.stdout
+    assert "allow (risk high)" in applied.stdout and f"approved by {pwd.getpwuid(os.geteuid()).pw_name} (token, {tag})" in applied.stdout
     assert "listen 0.0.0.0:8080;" in (tmp_path / "exposure" / SITE).read_text()
     deploy_tag, deploy = records(env, "LOCUS-DEPLOY")[-1]
     assert deploy["decision"] == final_decision(env)[0] and deploy["applied"] == 2 and deploy["predicted"] == 2

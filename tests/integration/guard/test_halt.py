@@ -37,7 +37,7 @@ def _events(store, prefix):
     return [json.loads(r["data"]).get("event") for r in store.iter_records() if r["tag"].startswith(prefix)]
 
 
-def test_halt_stops_changes_keeps_reads_and_resume_needs_the_token(store_env, open_test_store):
+def test_halt_stops_changes_keeps_reads_and_resume_needs_the_token(store_env, open_test_store, tmp_path):
     with PveDouble(durations={"qmshutdown": 0.2, "qmstop": 0.1}) as pve:
         pve.add_vm(100, "probe-vm", status="running")
         env = _env(store_env, pve)
@@ -47,17 +47,20 @@ def test_halt_stops_changes_keeps_reads_and_resume_needs_the_token(store_env, op
         halt_tag = halted.stdout.strip().splitlines()[-1]
         assert halt_tag.startswith("LOCUS-HALT")
 
-        first = _result(run_playbook(HERE / "halt_probe.yml", env=env).stdout)
+        probe = ["-e", json.dumps({"probe_dir": str(tmp_path)})]
+        first = _result(run_playbook(HERE / "halt_probe.yml", env=env, args=probe).stdout)
         # read-only plugins keep working
         assert first["tag"].startswith("LOCUS-VALIDATE") and first["verify"] is True and first["info"] == 2
         assert first["guard"] == "deny" and first["guard_reasons"][0].startswith(f"locus.infra is halted by {halt_tag}")
         # changing plugins fail at once with the HALT tag and reason
-        for name in ("journal", "vm", "agent", "halt_check"):
+        for name in ("journal", "vm", "agent", "halt_check", "lab"):
             res = first[name]
             assert res["failed"] is True, name
             assert f"HALTED by {halt_tag}" in res["msg"] and "probe incident: storage failing" in res["msg"], name
             assert res["halt_ref_tag"] == halt_tag and res["halted"] is True, name
         assert pve.requests == []  # the Proxmox API never heard of it
+        assert not (tmp_path / "lab.pid").exists() and not (tmp_path / "lab.log").exists()  # no process started
+        assert first["lab_query"].get("failed") is not True and first["lab_query"]["running"] is False
         assert pve.vm_status(100) == "running"
 
         # resume needs the token
@@ -75,11 +78,13 @@ def test_halt_stops_changes_keeps_reads_and_resume_needs_the_token(store_env, op
         assert resumed.returncode == 0 and f"resumed from {halt_tag}" in resumed.stdout
         assert run_locus("resume", "--token", token, env=env).stdout.startswith("locus.infra is not halted")
 
-        second = _result(run_playbook(HERE / "halt_probe.yml", env=env).stdout)
+        second = _result(run_playbook(HERE / "halt_probe.yml", env=env,
+                                      args=["-e", json.dumps({"probe_dir": str(tmp_path), "probe_lab_check": True})]).stdout)
         assert second["guard"] == "allow"
         assert second["vm"].get("failed") is not True and second["vm"]["changed"] is True, second["vm"]
         assert pve.vm_status(100) == "stopped"
         assert second["halt_check"].get("failed") is not True
+        assert second["lab"].get("failed") is not True and second["lab"]["changed"] is True, second["lab"]  # would start
         assert second["agent"].get("failed") is not True and second["agent"]["would_call"] is True, second["agent"]
         assert "HALTED" not in second["journal"].get("msg", "")  # it now fails on the unreachable NetBox instead
 
@@ -124,6 +129,27 @@ def test_every_action_plugin_goes_through_the_halt_check():
             read_only.add(mod.name)
     assert {"ref_tag", "audit_verify", "audit_info", "guard"} <= read_only
     assert not read_only & {"netbox_journal", "agent", "agent_handover", "agent_consensus", "proxmox_vm"}
+
+
+# Modules without an action plugin run on a target and must only read; everything else that a
+# playbook can call goes through an action plugin checked above.
+READ_ONLY_MODULES = {"nginx_probe", "proxmox_node_info"}
+
+
+def test_every_module_that_changes_anything_goes_through_the_halt_check():
+    from ansible_collections.locus.infra.plugins import action, modules
+    from ansible_collections.locus.infra.plugins.action.lab_process import ActionModule as LabProcess
+    from ansible_collections.locus.infra.plugins.plugin_utils._action import HaltGuardedModule
+
+    with_action = {m.name for m in pkgutil.iter_modules(action.__path__)}
+    names = {m.name for m in pkgutil.iter_modules(modules.__path__)}
+    unguarded = names - with_action - READ_ONLY_MODULES
+    assert not unguarded, f"modules that may change things without the emergency halt check: {sorted(unguarded)}"
+    assert names.issuperset(READ_ONLY_MODULES)  # the exemptions name real modules
+    for name in READ_ONLY_MODULES:  # and those only read: no state to change, check mode fully supported
+        doc = importlib.import_module(f"{modules.__name__}.{name}").DOCUMENTATION
+        assert "state:" not in doc and "support: full" in doc, name
+    assert issubclass(LabProcess, HaltGuardedModule) and dict(LabProcess.READ_ONLY_ARGS) == {"state": {"query"}}
 
 
 def test_ansible_doc_works_for_the_guard_plugins():
