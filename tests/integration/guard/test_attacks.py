@@ -133,7 +133,8 @@ def test_variables_cannot_answer_the_prompt_and_enforce_shows_the_decision(env, 
     assert enforced["failed"] is True and enforced["decision"] == "needs_approval"
     assert "multiple values" not in enforced["msg"]
     assert enforced["msg"].startswith(f"guard {enforced['ref_tag']}: needs_approval (risk high)")
-    assert "[high] public_bind" in enforced["msg"] and f"to approve: locus approve {enforced['ref_tag']}" in enforced["msg"]
+    assert "[high] public_bind" in enforced["msg"] and f"to approve: {enforced['approve_command']}" in enforced["msg"]
+    assert enforced["approve_command"].startswith("locus ") and f" approve {enforced['ref_tag']}" in enforced["approve_command"]
     # approval_answer is no option any more: a variable cannot say what a human typed
     answered = result["answered"]
     assert answered["failed"] is True and "approval_answer" in answered["msg"] and "Unsupported parameters" in answered["msg"]

@@ -71,7 +71,7 @@ def test_public_exposure_stops_and_a_token_applies_it(env, tmp_path):
     assert "needs_approval (risk high)" in stopped.stdout and "public_bind: nginx listens on all addresses (0.0.0.0:8080)" in stopped.stdout
     assert not (tmp_path / "exposure" / "nginx").exists()  # the check run changed nothing, nothing was applied
     tag, data = final_decision(env)
-    assert data["decision"] == "needs_approval" and f"locus approve {tag}" in stopped.stdout
+    assert data["decision"] == "needs_approval" and re.search(rf"locus (--state-dir \S+ )?approve {tag}", stopped.stdout)
 
     approved = run_locus("approve", tag, env=env)
     assert approved.returncode == 0, approved.stderr
