@@ -115,8 +115,7 @@ def _stdout_json(obj, **kwargs):
     """JSON for standard output: UTF-8 as is; on a terminal of another encoding, \\u escapes
     (the encoder's own backslash escapes, such as \\xe9, would not be valid JSON)."""
     encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
-    text = json.dumps(obj, sort_keys=True, ensure_ascii=encoding != "utf8", allow_nan=False, **kwargs)
-    return "\n".join(_shown(line) for line in text.split("\n"))  # raw newlines are JSON's own layout
+    return json.dumps(obj, sort_keys=True, ensure_ascii=encoding != "utf8", allow_nan=False, **kwargs)
 
 
 def _print(obj):
@@ -197,12 +196,26 @@ def _export_record(rec, where):
 
 
 def _shown(text):
-    """Text for a terminal line: control and format characters as \\uXXXX, so that a recorded
-    subject cannot move the cursor, clear the screen or reorder the line (ESC, CR, U+202E).
+    """One line for a terminal: control and format characters as \\uXXXX, so that recorded
+    text cannot move the cursor, clear the screen or reorder the line (ESC, CR, U+202E).
     The escapes are JSON's own, so JSON text stays valid JSON with the same values."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _json_escape(c) for c in text)
+
+
+class _Terminal:
+    """Standard output or error for every command (the guard's too): what is written shows
+    control and format characters escaped (:func:`_shown`); its own newlines stay."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return self._stream.write("\n".join(_shown(line) for line in text.split("\n")))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _json_escape(char):
@@ -227,7 +240,7 @@ def cmd_audit_show(args, store):
         if args.json:
             print(_stdout_json(_audit.public_record(rec)))
         else:
-            print(f"#{rec['position']:<6} {rec['tag']:<28} {rec['ts']}  {_shown(rec['subject'])}")
+            print(f"#{rec['position']:<6} {rec['tag']:<28} {rec['ts']}  {_shown(rec['subject'])}")  # one line, whatever it holds
             if args.tag:
                 _print(_audit.public_record(rec))
     return EXIT_OK
@@ -305,7 +318,7 @@ def build_parser():
 
 def _error(message):
     """The one line of a failed command on standard error; exit 2."""
-    line = _shown(" ".join(str(message).split()).encode("utf-8", "backslashreplace").decode("utf-8"))
+    line = " ".join(str(message).split()).encode("utf-8", "backslashreplace").decode("utf-8")
     print(f"locus: error: {line}", file=sys.stderr)
     return EXIT_USAGE
 
@@ -316,6 +329,18 @@ def main(argv=None):
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    streams = sys.stdout, sys.stderr
+    if sys.stdout is not None:
+        sys.stdout = _Terminal(sys.stdout)
+    if sys.stderr is not None:
+        sys.stderr = _Terminal(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv):
     store = None
     try:
         try:

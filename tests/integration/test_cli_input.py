@@ -276,6 +276,8 @@ def test_show_escapes_terminal_controls_in_subjects(cli_env):
             assert _strict(text)["subject"] == subject  # the escapes are JSON's: the value is exact
         else:
             assert _strict(text.split("\n", 1)[1])["subject"] == subject  # the record in full, after its line
+    halted = _locus("halt", "--reason", subject, env=cli_env)  # the guard's commands print through the same filter
+    assert halted.returncode == 0 and not any(c in halted.stdout.decode("utf-8") for c in raw)
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
@@ -371,6 +373,7 @@ EXIT_1_ALLOWED = {"verify", "approve", "resume"}  # a failed check / a refusal (
 def _check_outcome(kind, argv, code, out, err):
     assert code in ((0, 1, 2) if kind in EXIT_1_ALLOWED else (0, 2)), (argv, code, err)
     assert "Traceback" not in err and "internal error" not in err, (argv, err)
+    assert (out + err).replace("\n", "").isprintable(), (argv, out, err)  # nothing that drives a terminal
     if code == 2:
         assert err.startswith("locus: error: ") and err.count("\n") == 1, (argv, err)
     if code == 0 and kind in JSON_OUTPUT and "-o" not in argv:
