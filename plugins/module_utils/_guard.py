@@ -118,12 +118,17 @@ def chained_record(query, tag):
     return _sound(query, _audit.row_dict(rows[0])) if rows else None
 
 
-def _guard_records(query, action, batch=50):
-    """HALT or APPROVAL records, newest first, each checked as a link of the chain."""
+def _guard_records(query, action, batch=50, naming=None):
+    """HALT or APPROVAL records, newest first, each checked as a link of the chain; with ``naming``
+    only those whose data holds ``"ref":"<naming>"`` (the single-use check stays cheap however
+    long the trail; a record edited to name another ref is caught by the table cross-check)."""
     before = None
     while True:
         sql = f"SELECT {_COLUMNS} FROM locus_audit WHERE {_LIKE[action]}"  # noqa: S608 - constants
         params = []
+        if naming is not None:
+            sql += " AND data LIKE ?"
+            params.append(f"%{_audit.canonical_json({'ref': naming})[1:-1]}%")
         if before is not None:
             sql += " AND position < ?"
             params.append(before)
@@ -184,7 +189,7 @@ def halt_state(store, tx=None):
 def _used_records(query, ref=None):
     """``{ref: (approval tag, used at)}`` of the ``accepted`` APPROVAL records (of ``ref`` only, if given)."""
     used = {}
-    for rec, data in _guard_records(query, "APPROVAL"):
+    for rec, data in _guard_records(query, "APPROVAL", naming=ref):
         if data.get("event") == "accepted" and data.get("ref") and (ref is None or data["ref"] == ref):
             used.setdefault(data["ref"], (rec["tag"], _ts_of(rec)))
     return used
