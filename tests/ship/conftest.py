@@ -43,6 +43,8 @@ def clean_env(**extra):
     keep = ("LANG", "LC_ALL", "TERM", "TMPDIR", "UV_CACHE_DIR", "LOCUS_CACHE_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
             "PIP_CERT", "UV_NATIVE_TLS", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
     env = {k: v for k, v in os.environ.items() if k in keep}
+    # uv reuses the machine's wheel cache (make exports UV_CACHE_DIR; a bare pytest run may not)
+    env.setdefault("UV_CACHE_DIR", os.path.join(os.environ.get("LOCUS_CACHE_DIR", "/var/cache/locus"), "uv"))
     env.update(PATH="/usr/bin:/bin", PYTHONWARNINGS="ignore", ANSIBLE_NOCOLOR="1")
     env.update(extra)
     return env
