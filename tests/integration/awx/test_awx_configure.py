@@ -173,10 +173,10 @@ def test_awx_refuses_what_the_data_must_not_contain(awx, configured):
     proc = _module(awx, "awx.awx.credential_type", {"name": "callback env", "kind": "cloud", "inputs": {"fields": []},
                                                     "injectors": {"env": {"ANSIBLE_CALLBACKS_ENABLED": "locus.infra.audit"}}})
     assert proc.returncode != 0 and "may affect Ansible configuration so its use is not allowed in credentials" in proc.stdout
-    proc = _module(awx, "awx.awx.job_template", {"name": "locus heartbeat", "project": "locus.infra", "inventory": "NetBox",
+    proc = _module(awx, "awx.awx.job_template", {"name": "locus missing", "project": "locus.infra", "inventory": "NetBox",
                                                  "playbook": "playbooks/no_such_playbook.yml", "organization": "Default"})
     assert proc.returncode != 0 and "Playbook not found for project." in proc.stdout
-    assert not awx.find("job_templates", name="locus heartbeat")
+    assert not awx.find("job_templates", name="locus missing")
 
 
 def test_check_mode_predicts_a_change_without_making_it(awx, configured):
