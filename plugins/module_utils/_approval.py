@@ -83,9 +83,6 @@ def os_user():
         return f"uid {os.geteuid()}"
 
 
-current_user = os_user  # the name older callers use
-
-
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
