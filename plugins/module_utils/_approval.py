@@ -157,6 +157,8 @@ def key_id(key):
 # ------------------------------------------------------------------ tokens -------------------
 _TAG = re.compile(r"LOCUS-[A-Z]+\d{8}-\d{3,}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def _int(value):
     return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
 
