@@ -48,7 +48,7 @@ def env(store_env):
 
 def decide(store, policy, op, approval=None, **kw):
     return _guard.decide(store, policy, op, approval=approval, context={"job": JOB, "user": "tester"},
-                         key_loader=lambda: KEY.encode(), **kw)
+                         key_loader=KEY.encode, **kw)
 
 
 def _token(out):
