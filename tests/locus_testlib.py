@@ -98,3 +98,12 @@ def attack_store(store, *statements):
             tx.execute("DROP TRIGGER IF EXISTS locus_audit_no_change ON locus_audit")
         for sql, params in statements:
             tx.execute(sql, params)
+
+
+def raw_store_bytes(store):
+    """Everything the store holds, as bytes: the SQLite files themselves, or every PostgreSQL row."""
+    if store.engine == "sqlite":
+        return b"".join(p.read_bytes() for p in Path(store.state_dir).iterdir() if p.is_file())
+    rows = store.query("SELECT tag, ts, subject, data, prev_hash, hash FROM locus_audit")
+    rows += store.query("SELECT scope, key, value, created FROM locus_memo")
+    return json.dumps(rows).encode()

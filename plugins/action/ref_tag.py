@@ -29,6 +29,7 @@ class ActionModule(LocusAction):
             _audit.check_value(args["data"], "data")
         except _audit.NotRecordable as exc:
             return {"failed": True, "msg": str(exc)}
+        subject = _redact.redact_text(subject)
         data = _redact.redact(args["data"])
         data.setdefault("check_mode", bool(self._task.check_mode))
         data.setdefault("job", _run.run_id())

@@ -61,20 +61,21 @@ MASK = _redact.MASK
 MAX_EVIDENCE = 240  # characters of a config line kept as evidence
 
 # ------------------------------------------------------------------ secrets ------------------
-# key = value / key: value where the key names a secret and the value is a literal.
-_SECRET_ASSIGN = re.compile(
-    r"""(?P<key>\b[\w.-]*(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|private[_-]?key|credential)s?[\w.-]*)"""
-    r"""(?P<sep>["']?\s*(?:=|:|\s)\s*)(?P<quote>["']?)(?P<value>[^\s"'#;,]+)""",
-    re.IGNORECASE,
-)
+# The patterns live in _redact; the guard only decides which assigned values are literals
+# (a template, an environment reference or a file path is not a plain-text secret).
 _NOT_A_LITERAL = re.compile(r"^(\{\{|\{%|\$|!vault|<|%\(|\(|/|~|\.\.?/|null$|none$|true$|false$|yes$|no$|\*+$|changeme$)", re.IGNORECASE)
 
 
-def _literal_secret(match):
-    value = match.group("value")
+def _literal_secret(value):
+    value = value.strip("\"'")
     if value == MASK:
         return True
     return len(value) >= 6 and not _NOT_A_LITERAL.match(value) and not value.endswith(("_file", ".key", ".pem"))
+
+
+def _secret_spans(text):
+    """Spans of ``text`` holding a secret: credential-shaped values, and literals assigned to a secret-named key."""
+    return [(s, e, key) for s, e, key in _redact.secret_spans(text, loose=True) if key is None or _literal_secret(text[s:e])]
 
 
 def mask_secrets(text):
@@ -85,27 +86,18 @@ def mask_secrets(text):
     """
     if not text:
         return text
-    for pattern in _redact._SECRET_VALUES:
-        text = pattern.sub(MASK, text)
-
-    def _sub(m):
-        if not _literal_secret(m) or m.group("value") == MASK:
-            return m.group(0)
-        return f"{m.group('key')}{m.group('sep')}{m.group('quote')}{MASK}"
-
-    return _SECRET_ASSIGN.sub(_sub, text)
+    return _redact.mask_spans(text, _secret_spans(text))
 
 
 def secret_in(line):
     """A short description of the secret-looking value in ``line``, or None."""
-    for pattern in _redact._SECRET_VALUES:
-        if pattern.search(line):
-            return "a credential-shaped value"
+    spans = _secret_spans(line)
+    if any(key is None for _s, _e, key in spans):
+        return "a credential-shaped value"
     if MASK in line:
         return "a value masked as a secret"
-    for m in _SECRET_ASSIGN.finditer(line):
-        if _literal_secret(m):
-            return f"a literal value for {m.group('key')!r}"
+    for _s, _e, key in spans:
+        return f"a literal value for {key!r}"
     return None
 
 

@@ -25,12 +25,10 @@ import datetime
 import fcntl
 import json
 import os
-import re
 import sqlite3
 import time
-from urllib.parse import urlsplit
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _refs
+from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact, _refs
 
 DEFAULT_STATE_DIR = "~/.local/state/locus"
 DB_NAME = "locus.db"
@@ -177,8 +175,8 @@ def migration_sql(statements, engine):
 
 
 def redact_url(url):
-    """``url`` with any password replaced, for messages."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url or "")
+    """``url`` with any password replaced, for messages (parsed, see :func:`_redact.redact_url`)."""
+    return _redact.redact_url(url)
 
 
 def _now():
@@ -221,8 +219,15 @@ class Transaction:
         return self.record_many([(action, subject, data)])[0]
 
     def record_many(self, entries):
-        """Allocate a tag and append a chained audit record for each ``(action, subject, data)``."""
-        entries = [(_refs.check_action(a), str(s), _audit.canonical_json(_checked(a, s, d or {}))) for a, s, d in entries]
+        """Allocate a tag and append a chained audit record for each ``(action, subject, data)``.
+
+        Every record passes :func:`_redact.scrub` here, whoever writes it: values known to be
+        secret in this process are masked; then what is not valid UTF-8 JSON is refused.
+        """
+        entries = [
+            (a, _redact.scrub_literals(s, clean=False), _redact.scrub(d or {}, clean=False)) for a, s, d in entries
+        ]
+        entries = [(_refs.check_action(a), str(s), _audit.canonical_json(_checked(a, s, d))) for a, s, d in entries]
         if not entries:
             return []
         now = _now()
@@ -545,8 +550,8 @@ class PostgresStore(Store):
         try:
             self._conn = psycopg.connect(url, connect_timeout=connect_timeout, autocommit=False)
         except psycopg.Error as exc:
-            # psycopg's message names host and port but never the password.
-            reason = " ".join(str(exc).split())
+            # libpq echoes pieces of a URL it cannot parse: mask every piece of the password.
+            reason = _redact.scrub_fragments(" ".join(str(exc).split()), _redact.url_secrets(url))
             raise StoreError(f"cannot connect to the PostgreSQL store {self.location}: {reason}") from exc
         self._migrate()
 
@@ -561,28 +566,36 @@ class PostgresStore(Store):
 
 
 def check_url(url):
-    """Validate ``LOCUS_STATE_URL``; return it, or raise a :class:`StoreError` saying what is wrong."""
+    """Validate ``LOCUS_STATE_URL``; return it, or raise a :class:`StoreError` saying what is wrong.
+
+    Parsed with :func:`_redact.split_url` (a password may hold '@', '/' or spaces), and no
+    part of the URL but its redacted form is ever put in a message.
+    """
     try:
         _audit.check_text(url, "LOCUS_STATE_URL")
     except _audit.NotRecordable as exc:
         raise StoreError(str(exc)) from None
+    shown = redact_url(url)
     try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. an unclosed [IPv6 address
-        raise StoreError(f"LOCUS_STATE_URL {redact_url(url)!r}: {exc}") from None
-    if parts.scheme not in ("postgresql", "postgres"):
+        scheme, _user, _password, rest, pairs = _redact.split_url(url)
+    except ValueError:
+        scheme, rest, pairs = "", "", []
+    if scheme not in ("postgresql", "postgres"):
         raise StoreError(
-            f"LOCUS_STATE_URL {redact_url(url)!r} is not a PostgreSQL URL: expected "
-            "postgresql://user:password@host:port/database"
+            f"LOCUS_STATE_URL {shown!r} is not a PostgreSQL URL: expected postgresql://user:password@host:port/database"
         )
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise StoreError(f"LOCUS_STATE_URL {redact_url(url)!r}: {exc}") from exc
-    if not parts.hostname and "host=" not in (parts.query or ""):
-        raise StoreError(f"LOCUS_STATE_URL {redact_url(url)!r} names no host")
-    if not parts.path.strip("/"):
-        raise StoreError(f"LOCUS_STATE_URL {redact_url(url)!r} names no database")
+    hostport, _slash, database = rest.partition("/")
+    host, port = hostport, ""
+    if not hostport.endswith("]") and ":" in hostport:
+        host, port = hostport.rsplit(":", 1)
+    if port and not port.isdigit():
+        raise StoreError(f"LOCUS_STATE_URL {shown!r}: the port is not a number")
+    if port and int(port) > 65535:
+        raise StoreError(f"LOCUS_STATE_URL {shown!r}: Port out of range 0-65535")
+    if not host and not any(k == "host" for k, _v in pairs):
+        raise StoreError(f"LOCUS_STATE_URL {shown!r} names no host")
+    if not database.strip("/") and not any(k == "dbname" for k, _v in pairs):
+        raise StoreError(f"LOCUS_STATE_URL {shown!r} names no database")
     return url
 
 

@@ -21,7 +21,8 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard, _store
+from ansible_collections.locus.infra.plugins.module_utils import _guard, _redact, _store
+from ansible_collections.locus.infra.plugins.plugin_utils import _secrets
 
 display = Display()
 
@@ -78,6 +79,11 @@ class LocusAction(ActionBase):
         # Like a module's result: the arguments with every no_log value masked. The audit
         # callback records these rather than the raw task arguments.
         result["invocation"] = {"module_args": remove_values(args, validation._no_log_values)}
+        # What this task knows to be secret (no_log options, secret-named arguments and variables,
+        # vaulted values) is masked in every record the store writes for it (see _secrets).
+        _redact.remember(*validation._no_log_values)
+        _secrets.learn_args(args)
+        _secrets.learn_vars(task_vars)
         store = None
         try:
             store = _store.open_store(url=args.get("state_url"), state_dir=args.get("state_dir"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.locus.infra.plugins.module_utils import _store
-from locus_testlib import REPO, VENV_BIN, records_data, run_playbook
+from locus_testlib import REPO, VENV_BIN, raw_store_bytes, records_data, run_playbook
 
 HERE = Path(__file__).parent / "playbooks"
 INVENTORY = HERE / "inventory_callback.yml"
@@ -29,14 +29,6 @@ def _printed_results(stdout):
         elif (m := RESULT_LINE.match(line)) and task:
             pairs.add((task, m.group(1)))
     return pairs
-
-
-def _raw_store_bytes(store):
-    if store.engine == "sqlite":
-        return b"".join(p.read_bytes() for p in Path(store.state_dir).iterdir() if p.is_file())
-    rows = store.query("SELECT tag, ts, subject, data, prev_hash, hash FROM locus_audit")
-    rows += store.query("SELECT scope, key, value, created FROM locus_memo")
-    return json.dumps(rows).encode()
 
 
 def test_every_task_result_on_every_host_is_recorded_without_secrets(store_env, open_test_store, tmp_path):
@@ -76,7 +68,7 @@ def test_every_task_result_on_every_host_is_recorded_without_secrets(store_env, 
     assert content["status"] == "changed" and content["args"]["dest"].endswith(f"{content['host']}.conf")
     assert content["args"].get("content") in (None, "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")  # masked by the module's spec
 
-    raw = _raw_store_bytes(store)
+    raw = raw_store_bytes(store)
     for secret in SECRETS:
         assert secret.encode() not in raw, f"{secret} reached the store"
 
