@@ -159,7 +159,7 @@ class CallbackModule(CallbackBase):
             self._store = _store.open_store(url=self.get_option("state_url"), state_dir=self.get_option("state_dir"))
             self._job = self._store.record(
                 "JOB",
-                f"ansible-playbook {_redact.redact_text(os.path.basename(playbook_path))}",
+                _redact.clean_text(f"ansible-playbook {_redact.redact_text(os.path.basename(playbook_path))}", nul=True),
                 {
                     "event": "start",
                     "playbook": _redact.redact_text(os.path.abspath(playbook_path)),
@@ -294,7 +294,7 @@ class CallbackModule(CallbackBase):
         delegated = res.get("_ansible_delegated_vars", {}).get("ansible_host")
         if delegated:
             data["delegated_to"] = _redact.redact_text(str(delegated))
-        self._buffer.append(("TASK", f"{data['task']} @ {data['host']}", data))
+        self._buffer.append(("TASK", _redact.clean_text(f"{data['task']} @ {data['host']}", nul=True), data))
         if len(self._buffer) >= self.get_option("batch_size"):
             self._flush()
 

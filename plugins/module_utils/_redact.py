@@ -16,7 +16,8 @@ collection lives here (the guard's plaintext_secret rule uses them too). Three n
   are forked from the controller, so they inherit what the controller has learnt.
 
 Text is also made storable: lone surrogates (non-UTF-8 bytes decoded with ``surrogateescape``)
-become ``\\xNN`` escapes and NUL becomes ``\\x00``, deterministically (:func:`clean_text`).
+become ``\\xNN`` escapes, and NUL ``\\x00`` where JSON does not escape it, deterministically
+(:func:`clean_text`).
 """
 
 from __future__ import annotations
@@ -221,8 +222,12 @@ def _escape_surrogate(m):
     return f"\\u{code:04x}"
 
 
-def clean_text(text):
-    """``text`` (str or bytes) as a str that encodes to UTF-8 and holds no NUL, deterministically."""
+def clean_text(text, nul=False):
+    """``text`` (str or bytes) as a str that encodes to UTF-8, deterministically.
+
+    ``nul``: also escape NUL (for plain columns such as a record's subject; inside JSON data
+    NUL is escaped by the serialisation and recorded exactly).
+    """
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", "surrogateescape")
     elif not isinstance(text, str):
@@ -231,7 +236,7 @@ def clean_text(text):
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = _LONE_SURROGATE.sub(_escape_surrogate, text)
-    if "\x00" in text:
+    if nul and "\x00" in text:
         text = text.replace("\x00", "\\x00")
     return text
 

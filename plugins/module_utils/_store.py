@@ -27,6 +27,7 @@ import json
 import os
 import sqlite3
 import time
+from urllib.parse import urlsplit
 
 from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact, _refs
 
@@ -576,6 +577,10 @@ def check_url(url):
     except _audit.NotRecordable as exc:
         raise StoreError(str(exc)) from None
     shown = redact_url(url)
+    try:
+        urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6 address (the message holds no part of the URL)
+        raise StoreError(f"LOCUS_STATE_URL {shown!r}: {exc}") from None
     try:
         scheme, _user, _password, rest, pairs = _redact.split_url(url)
     except ValueError:

@@ -21,8 +21,8 @@ SECRET = TEXT.filter(lambda s: len(_redact.clean_text(s)) >= _redact.MIN_LITERAL
                      and _redact.MASK not in _redact.clean_text(s) and _redact.clean_text(s).strip("*"))
 
 
-def _storable(text):
-    assert isinstance(text, str) and "\x00" not in text
+def _storable(text, column=False):
+    assert isinstance(text, str) and not (column and "\x00" in text)
     text.encode("utf-8")  # raises on a lone surrogate
 
 
@@ -42,6 +42,7 @@ def _walk_strings(value):
 def test_clean_text_is_storable_and_deterministic(text):
     cleaned = _redact.clean_text(text)
     _storable(cleaned)
+    _storable(_redact.clean_text(text, nul=True), column=True)
     assert _redact.clean_text(text) == cleaned
     assert _redact.clean_text(cleaned) == cleaned  # already clean text is left alone
 
@@ -66,12 +67,14 @@ def test_a_known_secret_never_survives(secret, before, after):
 def test_the_store_records_every_entry(tmp_path, entries):
     with _store.open_store(state_dir=str(tmp_path / "state")) as store:
         before = store.head()["count"]
-        tags = store.record_many([("TASK", subject, {"v": value}) for subject, value in entries])
+        # As the audit callback records: subjects made storable, data redacted.
+        tags = store.record_many([("TASK", _redact.clean_text(_redact.redact_text(subject), nul=True), {"v": _redact.redact(value)})
+                                  for subject, value in entries])
         assert len(tags) == len(entries)
         records = store.records(after=before)
         assert len(records) == len(entries)
         for rec in records:
-            _storable(rec["subject"])
+            _storable(rec["subject"], column=True)
             json.loads(rec["data"])
         assert store.verify()["ok"]
 
