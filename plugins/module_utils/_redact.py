@@ -44,7 +44,7 @@ _SECRET_WORDS = frozenset((
 _SECRET_JOINED = (
     "password", "passwd", "passphrase", "secret", "apikey", "privatekey", "secretkey", "accesskey", "authkey",
     "hmackey", "signingkey", "encryptionkey", "masterkey", "presharedkey", "sharedkey", "accesstoken",
-    "refreshtoken", "sessiontoken", "authtoken", "idtoken", "credential", "licensekey",
+    "refreshtoken", "sessiontoken", "authtoken", "idtoken", "credential", "licensekey", "sessionid",
 )
 _SECRET_ENDINGS = ("pass", "pwd", "token", "tokens", "secret", "secrets")
 _NOT_SECRET_JOINED = ("bypass", "compass", "passthrough", "tokenizer")
@@ -125,15 +125,17 @@ _VALUE_PATTERNS = [
 ]
 
 # key = value, key: value, "key": "value", key => value, --key=value (the key is checked by name).
+# Matched as lookaheads from every word start, so that "ssh: password=x" finds "password=x"
+# although "ssh: ..." is a candidate too.
 _ASSIGN = re.compile(
-    r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?[ \t]*(?:=>|[:=])[ \t]*)"""
-    r"""(?P<value>"(?:[^"\\\r\n]|\\.)*"?|'(?:[^'\\\r\n]|\\.)*'?|\$\{[^}\s]*\}|\{\{.*?\}\}|[^\s,;&"'<>{}\[\]()]+)"""
+    r"""(?<![A-Za-z0-9_.])(?=(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?[ \t]*(?:=>|[:=])[ \t]*)"""
+    r"""(?P<value>"(?:[^"\\\r\n]|\\.)*"?|'(?:[^'\\\r\n]|\\.)*'?|\$\{[^}\s]*\}|\{\{.*?\}\}|[^\s,;&"'<>{}\[\]()]+))"""
 )
 # --password VALUE, -password VALUE on a command line.
-_FLAG = re.compile(r"""(?<![\w\-])--?(?P<key>[A-Za-z][A-Za-z0-9_\-]*)[ \t]+(?P<value>"[^"]*"|'[^']*'|[^\s-][^\s]*)""")
+_FLAG = re.compile(r"""(?<![\w\-])(?=--?(?P<key>[A-Za-z][A-Za-z0-9_\-]*)[ \t]+(?P<value>"[^"]*"|'[^']*'|[^\s-][^\s]*))""")
 # key VALUE (config files: "requirepass foobared", "password hunter2"): only values that do not read
 # like a word of prose, so "the password for bob" keeps its words.
-_LOOSE = re.compile(r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)[ \t]+(?P<value>[^\s"'#;,=:][^\s"'#;,]*)""")
+_LOOSE = re.compile(r"""(?<![A-Za-z0-9_.\-])(?=(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)[ \t]+(?P<value>[^\s"'#;,=:][^\s"'#;,]*))""")
 _PROSE = re.compile(r"^[a-z]{1,12}[.,:;!?]?$")
 # <password>VALUE</password> in XML.
 _XML = re.compile(r"<(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?:\s[^>]*)?>(?P<value>[^<]+)</(?P=key)>")
