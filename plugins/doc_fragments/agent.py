@@ -75,6 +75,9 @@ options:
   api_key:
     description:
       - Anthropic API key. Defaults to E(ANTHROPIC_API_KEY). Never logged or recorded.
+      - For V(ollama), the bearer token of the authenticating proxy in front of Ollama (the
+        C(locus.infra.ollama) role's nginx). Defaults to E(LOCUS_OLLAMA_TOKEN) - never
+        E(OLLAMA_API_KEY), Ollama's cloud credential.
     type: str
   base_url:
     description:
@@ -84,6 +87,16 @@ options:
     description:
       - Ollama server URL. Defaults to E(OLLAMA_HOST), then C(http://127.0.0.1:11434).
     type: str
+  server_name:
+    description:
+      - For V(ollama) over C(https://) to an address - the name to send as SNI and C(Host) and
+        to verify the certificate for (like curl's C(--resolve)); the lane check sees the address.
+    type: str
+  ca_path:
+    description:
+      - For V(ollama) over C(https://) - a CA certificate (PEM file) to trust, such as the
+        certificate of a self-signed nginx front.
+    type: path
   budget:
     description:
       - Spend limits for this call; each defaults to its environment variable, then to the

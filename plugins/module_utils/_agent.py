@@ -68,6 +68,8 @@ OPTIONS = (
     "api_key",
     "base_url",
     "host",
+    "server_name",
+    "ca_path",
     "private_hosts",
     "budget",
     "prices",
@@ -90,6 +92,8 @@ COMMON_SPEC = {
     "api_key": {"type": "str", "no_log": True},
     "base_url": {"type": "str"},
     "host": {"type": "str"},
+    "server_name": {"type": "str"},
+    "ca_path": {"type": "path"},
     "budget": {"type": "dict"},
     "prices": {"type": "path"},
 }
@@ -417,10 +421,12 @@ def run_agent(options, store, *, check_mode=False, job=None, env=None, backend_f
     opts = normalise(options, env)
     check_halt(store)
     backend = (backend_factory or _llm.make_backend)(
-        opts["backend"], api_key=opts.get("api_key"), base_url=opts.get("base_url"), host=opts.get("host"), env=env
+        opts["backend"], api_key=opts.get("api_key"), base_url=opts.get("base_url"), host=opts.get("host"), env=env,
+        **{k: opts[k] for k in ("server_name", "ca_path") if opts.get(k)},
     )
     endpoint = backend.endpoint()
-    rec = _Recorder(store, opts, endpoint, job, check_mode, [opts.get("api_key"), env.get("ANTHROPIC_API_KEY")])
+    secrets = [opts.get("api_key"), env.get("ANTHROPIC_API_KEY"), env.get("LOCUS_OLLAMA_TOKEN")]
+    rec = _Recorder(store, opts, endpoint, job, check_mode, secrets)
 
     # 1. lane: before any client is built or any byte is sent
     try:

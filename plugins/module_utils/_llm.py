@@ -342,17 +342,29 @@ class OllamaBackend(Backend):
     connection errors, timeouts, 429 and 5xx, honouring ``retry-after``). JSON comes from
     ``format=<schema>``, which Ollama does not always enforce - the caller validates.
     Every request carries an ``X-Request-ID`` so that a proxy in front of Ollama can log it.
+
+    Behind an authenticating proxy (the ``locus.infra.ollama`` role's nginx): ``token`` is sent
+    as ``Authorization: Bearer`` (never ``OLLAMA_API_KEY``, which is a cloud credential),
+    ``ca_path`` is the CA to trust, and ``server_name`` is the name to present as SNI and
+    ``Host`` and to verify the certificate for while connecting to the address in ``host``
+    (like curl's ``--resolve``), so the lane check sees the address actually connected to.
     """
 
     name = "ollama"
     package = "ollama"
 
-    def __init__(self, host=None, env=None):
+    def __init__(self, host=None, env=None, token=None, ca_path=None, server_name=None):
         env = os.environ if env is None else env
         self.host = host or env.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+        self.token = token or env.get("LOCUS_OLLAMA_TOKEN")
+        self.ca_path = ca_path
+        self.server_name = server_name
 
     def endpoint(self):
-        return {"backend": self.name, "host": self.host}
+        point = {"backend": self.name, "host": self.host}
+        if self.server_name:
+            point["server_name"] = self.server_name
+        return point
 
     def _client(self, request, request_id, seen):
         try:
@@ -364,11 +376,28 @@ class OllamaBackend(Backend):
         def on_response(response):
             seen["headers"] = response.headers
 
+        def on_request(req):
+            # connect to the address in the URL, speak to server_name (SNI, Host, certificate)
+            req.extensions["sni_hostname"] = self.server_name
+            port = req.url.port
+            req.headers["Host"] = self.server_name + (f":{port}" if port else "")
+
+        headers = {"X-Request-ID": request_id}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        extra = {}
+        if self.ca_path:
+            if not os.path.isfile(self.ca_path):
+                raise LLMConfigError(f"ollama: ca_path {self.ca_path} is not a file", backend=self.name)
+            import ssl
+
+            extra["verify"] = ssl.create_default_context(cafile=self.ca_path)
         client = ollama.Client(
             host=self.host,
             timeout=httpx.Timeout(request.timeout, connect=min(5.0, request.timeout)),
-            headers={"X-Request-ID": request_id},
-            event_hooks={"response": [on_response]},
+            headers=headers,
+            event_hooks={"response": [on_response], "request": [on_request] if self.server_name else []},
+            **extra,
         )
         return ollama, httpx, client
 
@@ -643,12 +672,12 @@ class EmbeddedBackend(Backend):
         )
 
 
-def make_backend(name, *, api_key=None, base_url=None, host=None, env=None):
+def make_backend(name, *, api_key=None, base_url=None, host=None, env=None, server_name=None, ca_path=None):
     """The backend ``name``; credentials and endpoints fall back to ``env`` (default os.environ)."""
     if name == "anthropic":
         return AnthropicBackend(api_key=api_key, base_url=base_url, env=env)
     if name == "ollama":
-        return OllamaBackend(host=host, env=env)
+        return OllamaBackend(host=host, env=env, token=api_key, ca_path=ca_path, server_name=server_name)
     if name == "embedded":
         return EmbeddedBackend()
     raise LLMConfigError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")

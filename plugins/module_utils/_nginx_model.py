@@ -19,7 +19,7 @@ import re
 SITE_KEYS = {
     "name", "state", "server_names", "type", "listen", "http_port", "https_port",
     "root", "content", "index",
-    "upstreams", "upstream_scheme", "health", "proxy_read_timeout",
+    "upstreams", "upstream_scheme", "upstream_host", "health", "proxy_read_timeout",
     "tls", "hsts", "headers", "csp", "rate_limit", "gzip", "auth", "extra_directives", "probe",
 }
 TLS_KEYS = {"mode", "certificate", "private_key", "redirect_http"}
@@ -259,7 +259,7 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         chk.fail(where, f"type: {kind!r} must be static or proxy")
     site["type"] = kind
     static_only = [k for k in ("root", "content", "index") if k in raw]
-    proxy_only = [k for k in ("upstreams", "upstream_scheme", "health", "proxy_read_timeout") if k in raw]
+    proxy_only = [k for k in ("upstreams", "upstream_scheme", "upstream_host", "health", "proxy_read_timeout") if k in raw]
     if kind == "static" and proxy_only:
         chk.fail(where, f"{proxy_only[0]}: only for type proxy (this site is static)")
     if kind == "proxy" and static_only:
@@ -479,6 +479,12 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         if scheme not in ("http", "https"):
             chk.fail(where, f"upstream_scheme: {scheme!r} must be http or https")
         site["upstream_scheme"] = scheme
+        # The Host header sent upstream: the client's ($host) unless the upstream expects its own
+        # name (Ollama on loopback refuses other names with 403).
+        uhost = raw.get("upstream_host", "$host")
+        if not isinstance(uhost, str) or not re.match(r"^(\$host|[A-Za-z0-9.-]+(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)$", uhost):
+            chk.fail(where, f"upstream_host: {uhost!r} must be $host or a host name or address with an optional port")
+        site["upstream_host"] = uhost
         rto = raw.get("proxy_read_timeout", "60s")
         if not DURATION.match(str(rto)):
             chk.fail(where, f"proxy_read_timeout: {rto!r} must be a duration such as 60s")

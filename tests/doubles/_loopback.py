@@ -1,13 +1,16 @@
-"""The HTTP plumbing the API doubles share: a threaded server on 127.0.0.1 (an ephemeral
-port) that hands every request to the double's ``_handle(handler, raw)``, where ``raw``
-is ``None`` for GET/HEAD and the raw request bytes for POST.
+"""The HTTP plumbing the API doubles share: a threaded server (127.0.0.1 and an ephemeral
+port unless told otherwise) that hands every request to the double's ``_handle(handler, raw)``,
+where ``raw`` is ``None`` for GET/HEAD and the raw request bytes for POST and DELETE.
 Every request is kept in ``self.requests`` (method, path, lower-cased headers, the body
 decoded from JSON where it is JSON, monotonic time) so tests can assert what was sent.
+
+Standard library only: the Ollama double runs from its release artefact on lab hosts too.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -43,7 +46,7 @@ class LoopbackHTTPDouble(ABC):
             )
         return headers, body
 
-    def start(self):
+    def start(self, address="127.0.0.1", port=0):
         double = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +55,10 @@ class LoopbackHTTPDouble(ABC):
             def log_message(self, *_args):
                 pass
 
+            def _body(self):
+                length = int(self.headers.get("content-length") or 0)
+                return self.rfile.read(length) if length else b""
+
             def do_GET(self):
                 double._handle(self, None)
 
@@ -59,10 +66,18 @@ class LoopbackHTTPDouble(ABC):
                 double._handle(self, None)
 
             def do_POST(self):
-                length = int(self.headers.get("content-length") or 0)
-                double._handle(self, self.rfile.read(length) if length else b"")
+                double._handle(self, self._body())
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            def do_DELETE(self):
+                double._handle(self, self._body())
+
+        server_class = ThreadingHTTPServer
+        if ":" in address:  # an IPv6 address such as ::1
+
+            class server_class(ThreadingHTTPServer):  # noqa: N801 - a local class used as a type
+                address_family = socket.AF_INET6
+
+        self._server = server_class((address, port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

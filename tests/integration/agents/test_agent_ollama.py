@@ -107,3 +107,32 @@ def test_allow_listed_private_host_is_accepted(sqlite_store, ollama):
     # The double listens on 127.0.0.1; naming it through an allow-list entry exercises that path.
     result = ask(sqlite_store, task="Say ok.", max_tokens=8, private_hosts=["127.0.0.0/8"], **_ollama(ollama, lane="private"))
     assert result["lane"] == "private" and len(_chats(ollama)) == 1
+
+
+def test_token_and_server_name_for_an_authenticating_front(sqlite_store, ollama):
+    # Behind the ollama role's nginx: the token goes as a bearer header (not OLLAMA_API_KEY), the
+    # server name as Host; neither the token nor the header reaches the audit trail.
+    token = "front-token-0123456789abcdefXYZ"
+    result = ask(sqlite_store, task="Say ok.", max_tokens=8, api_key=token, server_name="localhost",
+                 private_hosts=["127.0.0.1"], **_ollama(ollama, lane="private"))
+    (chat,) = _chats(ollama)
+    port = ollama.host.rsplit(":", 1)[1]
+    assert chat["headers"]["authorization"] == f"Bearer {token}" and chat["headers"]["host"] == f"localhost:{port}"
+    tag, data = agent_records(sqlite_store)[-1]
+    assert tag == result["ref_tag"] and data["endpoint"] == {"backend": "ollama", "host": ollama.host, "server_name": "localhost"}
+    assert token not in str(sqlite_store.query("SELECT data FROM locus_audit"))
+
+
+def test_ollama_on_loopback_refuses_a_foreign_host_header(sqlite_store, ollama):
+    # What nginx's upstream_host is for: Ollama bound to loopback answers 403 to other names.
+    with pytest.raises(_agent.AgentError, match="HTTP 403") as info:
+        ask(sqlite_store, task="Say ok.", max_tokens=8, server_name="ollama.lab.example", **_ollama(ollama))
+    assert info.value.kind == "fatal" and _chats(ollama)[0]["headers"]["host"].startswith("ollama.lab.example:")
+
+
+def test_front_not_allow_listed_is_refused_before_any_connection(sqlite_store, ollama):
+    # The lane looks at the address connected to, whatever name the front presents.
+    with pytest.raises(_agent.AgentError, match="neither loopback nor in private_hosts") as info:
+        ask(sqlite_store, task="Private data.", api_key="front-token-0123456789abcdef", server_name="localhost",
+            private_hosts=["10.77.0.31"], **_ollama(ollama, lane="private", host="https://10.77.0.32"))
+    assert info.value.kind == "lane" and ollama.requests == []
