@@ -559,15 +559,16 @@ class OllamaDouble(LoopbackHTTPDouble):
         handler.send_header("Content-Type", "application/x-ndjson")
         handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
-        lines = []
+        lines = []  # recorded before each line is sent: a client that has read a line finds it here
+        with self._lock:
+            self.responses.append({"status": 200, "body": lines})
         for step in steps:
             data = (json.dumps(step) + "\n").encode()
-            lines.append(step)
+            with self._lock:
+                lines.append(step)
             handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             handler.wfile.flush()
         handler.wfile.write(b"0\r\n\r\n")
-        with self._lock:
-            self.responses.append({"status": 200, "body": lines})
         return None
 
     # -- chat ---------------------------------------------------------------------------------------
