@@ -39,6 +39,11 @@ def nginx_probes(sites):
     return _nginx_model.probes(sites)
 
 
+def nginx_needs_dhparam(sites):
+    """Whether a present site's TLS profile uses DHE suites (the tree then ships the ffdhe2048 group)."""
+    return _nginx_model.needs_dhparam(sites)
+
+
 def nginx_rate_limit_zones(zones, host="localhost"):
     """``nginx_rate_limit_zones`` checked, with defaults filled in."""
     try:
@@ -54,4 +59,5 @@ class FilterModule:
             "nginx_listeners": nginx_listeners,
             "nginx_probes": nginx_probes,
             "nginx_rate_limit_zones": nginx_rate_limit_zones,
+            "nginx_needs_dhparam": nginx_needs_dhparam,
         }

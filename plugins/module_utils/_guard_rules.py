@@ -11,7 +11,7 @@ facts only and returns findings ``{rule, risk, message, evidence}``; the policy 
 each rule its risk. Nothing here calls a model.
 
 Rules: ``vm_delete``, ``vm_stop``, ``bgp_filter``, ``bgp_export_all``, ``bgp_neighbor``,
-``public_bind``, ``auth_removed``, ``tls_removed``, ``k3s_server``, ``plaintext_secret``,
+``public_bind``, ``auth_removed``, ``tls_removed``, ``crypto_weakened``, ``k3s_server``, ``plaintext_secret``,
 ``resource_pressure``, ``resource_exhausted``, ``unpredictable``, ``check_failed``
 (``agent_reject`` is raised by the decision when an AI review recommends rejection). The
 health rules (``host_unreachable`` ... ``budget_nearly_spent``) are judged outside, on facts
@@ -24,7 +24,7 @@ import difflib
 import json
 import re
 
-from ansible_collections.locus.infra.plugins.module_utils import _redact
+from ansible_collections.locus.infra.plugins.module_utils import _nginx_model, _redact, _ssh_policy
 
 RULES = {
     "vm_delete": "deletes a virtual machine",
@@ -35,6 +35,7 @@ RULES = {
     "public_bind": "exposes a service on all addresses (0.0.0.0 / [::])",
     "auth_removed": "removes authentication or access control from a live nginx site",
     "tls_removed": "removes TLS from a live nginx site",
+    "crypto_weakened": "weakens the SSH algorithm policy or a Mozilla TLS profile (legacy algorithm, old profile, weakening override)",
     "k3s_server": "touches a K3s server (control plane, embedded etcd quorum)",
     "plaintext_secret": "writes a secret in plain text where others can read it",
     "resource_pressure": "a resource is past the warning threshold",
@@ -419,6 +420,44 @@ def analyse_nginx(change, f):
     return out
 
 
+_SSL_SETTING = re.compile(r"^\s*(ssl_protocols|ssl_ciphers|ssl_ecdh_curve|ssl_session_tickets)\s+([^;]+);", re.IGNORECASE)
+_SSHD_SETTING = re.compile(r"^\s*(KexAlgorithms|Ciphers|MACs|HostKeyAlgorithms|HostKey)\s+(\S+)\s*$", re.IGNORECASE)
+_TLS_STRONG = _nginx_model.TLS_PROFILES["intermediate"]  # modern's lists are subsets of intermediate's
+
+
+def _tls_weakening(name, value):
+    name = name.lower()
+    if name == "ssl_protocols":
+        return [p for p in value.split() if p not in _TLS_STRONG["protocols"]]
+    if name == "ssl_ciphers":
+        return [c for c in value.split(":") if c and c not in _TLS_STRONG["ciphers"]]
+    if name == "ssl_ecdh_curve":
+        return [c for c in value.split(":") if c and c not in _TLS_STRONG["curves"]]
+    return ["session tickets"] if value.strip().lower() == "on" else []
+
+
+def analyse_crypto(change, f):
+    """Added nginx TLS or sshd algorithm settings beyond Mozilla's intermediate profile / the SSH policy."""
+    out = []
+    nginx = _is_nginx(f)
+    for lineno, text, _ctx in f.added:
+        line = _strip_comment(text)
+        m = _SSL_SETTING.match(line) if nginx else None
+        if m:
+            weak = _tls_weakening(m.group(1), m.group(2))
+            if weak:
+                out.append(_finding("crypto_weakened", f"TLS below Mozilla's intermediate profile: {m.group(1)} allows "
+                                                       f"{', '.join(weak)}", _ev(change, f, text, "+", lineno, weak=weak)))
+            continue
+        m = _SSHD_SETTING.match(line)
+        if m:
+            weak = _ssh_policy.weakening(m.group(1), m.group(2))
+            if weak:
+                out.append(_finding("crypto_weakened", f"SSH beyond the algorithm policy: {m.group(1)} allows {', '.join(weak)}",
+                                    _ev(change, f, text, "+", lineno, weak=weak)))
+    return out
+
+
 _ANY_ADDR = re.compile(r"(?<![\d.])0\.0\.0\.0(?![\d./])|\[::\](?::\d+)?|(?<![\w:])::(?=[\s\"':]|$)")
 _BIND_WORDS = re.compile(r"listen|bind|host|addr|address|expose|publish|-l\b", re.IGNORECASE)
 
@@ -529,6 +568,7 @@ def analyse_changes(changes, settings):
         for f in change["files"]:
             nginx = analyse_nginx(change, f)
             findings.extend(nginx)
+            findings.extend(analyse_crypto(change, f))
             findings.extend(analyse_bird(change, f))
             nginx_lines = {n for n, t, _c in f.added if _is_nginx(f) and _LISTEN.match(_strip_comment(t))}
             findings.extend(analyse_public_bind(change, f, nginx_lines))

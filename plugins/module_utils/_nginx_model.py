@@ -22,7 +22,9 @@ SITE_KEYS = {
     "upstreams", "upstream_scheme", "upstream_host", "health", "proxy_read_timeout",
     "tls", "hsts", "headers", "csp", "rate_limit", "gzip", "auth", "extra_directives", "probe",
 }
-TLS_KEYS = {"mode", "certificate", "private_key", "redirect_http"}
+TLS_KEYS = {"mode", "certificate", "private_key", "redirect_http", "profile", "protocols", "ciphers", "curves", "ocsp_stapling",
+            "weaken"}
+WEAKEN_KEYS = {"reason", "profile", "protocols", "ciphers", "curves"}
 TLS_MODES = ("self_signed", "provided", "acme", "none")
 HEALTH_KEYS = {"path", "status", "max_fails", "fail_timeout"}
 UPSTREAM_KEYS = {"address", "weight", "max_fails", "fail_timeout", "backup"}
@@ -45,6 +47,34 @@ HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 USER_NAME = re.compile(r"^[^:\s]+$")
 PATH = re.compile(r"^/[^\s;{}'\"]*$")
 REL_FILE = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/-]+$")
+
+
+# Mozilla's server-side TLS guidelines, version 5.7 (https://ssl-config.mozilla.org/guidelines/5.7.json), the
+# version sslyze 6.3 checks with --mozilla_config. nginx settings as Mozilla's generator writes them: the
+# TLS 1.3 suites are OpenSSL's defaults (the three of the guideline), so only TLS 1.2 suites are named.
+_MOZILLA_CURVES = ("X25519", "prime256v1", "secp384r1")
+_MOZILLA_TLS12 = ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                  "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+                  "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305")
+TLS_PROFILES = {
+    "modern": {"protocols": ("TLSv1.3",), "ciphers": (), "curves": _MOZILLA_CURVES, "dhparam": False,
+               "prefer_server_ciphers": False, "certificate_days": 90},
+    "intermediate": {"protocols": ("TLSv1.2", "TLSv1.3"), "ciphers": _MOZILLA_TLS12, "curves": _MOZILLA_CURVES,
+                     "dhparam": True, "prefer_server_ciphers": False, "certificate_days": 365},
+    "old": {"protocols": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+            "ciphers": _MOZILLA_TLS12 + (
+                "ECDHE-ECDSA-AES128-SHA256", "ECDHE-RSA-AES128-SHA256", "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA",
+                "ECDHE-ECDSA-AES256-SHA384", "ECDHE-RSA-AES256-SHA384", "ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA",
+                "DHE-RSA-AES128-SHA256", "DHE-RSA-AES256-SHA256", "AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA256",
+                "AES256-SHA256", "AES128-SHA", "AES256-SHA", "DES-CBC3-SHA"),
+            "curves": _MOZILLA_CURVES, "dhparam": True, "prefer_server_ciphers": True, "certificate_days": 366},
+}
+# Profiles a site may name without tls.weaken (the old one weakens TLS and must be named there).
+TLS_SAFE_PROFILES = ("modern", "intermediate")
+TLS_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+DHPARAM_FILE = "tls/ffdhe2048.pem"  # RFC 7919 group, as Mozilla's configuration ships it (relative to the tree)
+_CIPHER = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
+_CURVE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 class ModelError(ValueError):
@@ -125,6 +155,89 @@ def certbot_argv(site, acme, webroot):
         argv += ["--deploy-hook", acme["deploy_hook"]]
     argv += [str(a) for a in acme.get("extra_args") or []]
     return argv
+
+
+def _names(chk, where, value, pattern, what):
+    """A list of names (or one ``a:b:c`` string) checked against ``pattern``; None when absent or bad."""
+    if value is None:
+        return None
+    items = value.split(":") if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and pattern.match(i) for i in items):
+        chk.fail(where, f"must be a non-empty list of {what}, got {value!r}")
+        return None
+    return list(dict.fromkeys(items))
+
+
+def tls_profile(chk, where, tls, default="intermediate", self_signed_days=None, tree="locus"):
+    """The TLS settings of one site: its Mozilla profile, narrowed by the site or weakened by ``tls.weaken``.
+
+    A site may name ``modern`` or ``intermediate`` (``profile``) and narrow it (``protocols``, ``ciphers``,
+    ``curves`` - subsets of the profile). Anything weaker - the ``old`` profile, a protocol, suite or curve the
+    profile does not have - is refused unless it stands under ``tls.weaken`` with a ``reason``; such a site is
+    marked ``weakened`` (the guard's ``crypto_weakened`` rule flags it too).
+    """
+    if default not in TLS_SAFE_PROFILES:
+        chk.fail("nginx_tls_profile", f"{default!r} must be modern or intermediate (a site that needs the old profile names it "
+                                      "under tls.weaken with a reason)")
+        default = "intermediate"
+    name = tls.get("profile", default)
+    weaken = tls.get("weaken")
+    if weaken is not None and chk.keys(f"{where}: tls.weaken", weaken, WEAKEN_KEYS):
+        reason = weaken.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            chk.fail(where, "tls.weaken.reason: a weakened TLS profile needs a reason (who still needs it, until when)")
+        name = weaken.get("profile", name)
+        if name not in TLS_PROFILES:
+            chk.fail(where, f"tls.weaken.profile: {name!r} must be one of {', '.join(TLS_PROFILES)}")
+            name = default
+    elif weaken is not None:
+        weaken = None
+    if name not in TLS_PROFILES:
+        chk.fail(where, f"tls.profile: {name!r} must be modern or intermediate")
+        name = default
+    elif name not in TLS_SAFE_PROFILES and weaken is None:
+        chk.fail(where, f"tls.profile: {name!r} weakens TLS below Mozilla's intermediate profile; name it under tls.weaken "
+                        "(profile, reason) if a client really needs it")
+        name = default
+    base = TLS_PROFILES[name]
+    wanted = {"protocols": list(base["protocols"]), "ciphers": list(base["ciphers"]), "curves": list(base["curves"])}
+    weakened = name not in TLS_SAFE_PROFILES
+    for key, pattern, what in (("protocols", re.compile(r"^TLSv1(\.[123])?$"), f"protocols ({', '.join(TLS_PROTOCOLS)})"),
+                               ("ciphers", _CIPHER, "OpenSSL cipher suite names"), ("curves", _CURVE, "curve names")):
+        narrowed = _names(chk, f"{where}: tls.{key}", tls.get(key), pattern, what)
+        if narrowed is not None:
+            extra = [x for x in narrowed if x not in base[key]]
+            if extra:
+                chk.fail(where, f"tls.{key}: {', '.join(extra)} not in the {name} profile - that weakens it; put the "
+                                f"{key} under tls.weaken with a reason if a client really needs them")
+            else:
+                wanted[key] = narrowed
+        widened = _names(chk, f"{where}: tls.weaken.{key}", (weaken or {}).get(key), pattern, what)
+        if widened is not None:
+            wanted[key] = widened
+            weakened = weakened or any(x not in TLS_PROFILES["intermediate"][key] for x in widened)
+    if "TLSv1.2" in wanted["protocols"] and not wanted["ciphers"]:
+        chk.fail(where, "tls: TLS 1.2 needs cipher suites (the modern profile has none: it speaks TLS 1.3 only)")
+    days = base["certificate_days"]
+    if self_signed_days is not None:
+        if not _int_in(self_signed_days, 1, days):
+            chk.fail(where, f"nginx_self_signed_days: {self_signed_days!r} - the {name} profile allows certificates of "
+                            f"1-{days} days")
+        else:
+            days = self_signed_days
+    legacy = any(p in wanted["protocols"] for p in ("TLSv1", "TLSv1.1"))
+    directives = [f"ssl_protocols {' '.join(p for p in TLS_PROTOCOLS if p in wanted['protocols'])};",
+                  f"ssl_ecdh_curve {':'.join(wanted['curves'])};"]
+    if wanted["ciphers"] and any(p != "TLSv1.3" for p in wanted["protocols"]):
+        # OpenSSL 3 refuses SHA-1 signatures for TLS 1.0/1.1 at its default security level.
+        directives.append(f"ssl_ciphers {':'.join(wanted['ciphers'])}{':@SECLEVEL=0' if legacy else ''};")
+    directives.append(f"ssl_prefer_server_ciphers {'on' if base['prefer_server_ciphers'] else 'off'};")
+    dhparam = base["dhparam"] and any(c.startswith("DHE-") for c in wanted["ciphers"])
+    if dhparam:
+        directives.append(f"ssl_dhparam {tree}/{DHPARAM_FILE};")
+    return {"name": name, "weakened": weakened, "reason": (weaken or {}).get("reason") if weakened else None,
+            "protocols": wanted["protocols"], "ciphers": wanted["ciphers"], "curves": wanted["curves"],
+            "dhparam": dhparam, "certificate_days": days, "directives": directives}
 
 
 class _Checker:
@@ -350,6 +463,22 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
             if bad:
                 chk.fail(where, f"server_names: {bad[0]} - a wildcard name needs a DNS-01 challenge, ACME here uses webroot (HTTP-01)")
             t["certbot"] = certbot_argv(site, acme, f"{state_dir}/acme")
+    if t["enabled"]:
+        t["profile"] = tls_profile(chk, where, tls, s.get("tls_profile") or "intermediate", s.get("self_signed_days"), tree)
+        # OCSP stapling needs a CA's responder: on for provided and issued ACME chains, never for a self-signed one.
+        chain = mode == "provided" or (mode == "acme" and t.get("acme_issued"))
+        stapling = tls.get("ocsp_stapling", bool(chain))
+        if not _is_bool(stapling):
+            chk.fail(where, f"tls.ocsp_stapling: {stapling!r} must be true or false")
+            stapling = bool(chain)
+        elif stapling and not chain:
+            chk.fail(where, "tls.ocsp_stapling: a self-signed certificate has no OCSP responder to staple from")
+            stapling = False
+        t["ocsp_stapling"] = stapling
+    else:
+        extra = sorted(k for k in ("profile", "protocols", "ciphers", "curves", "ocsp_stapling", "weaken") if k in tls)
+        if extra:
+            chk.fail(where, f"tls.{extra[0]}: only for a site with TLS (this site is plain HTTP)")
     site["tls"] = t
 
     # HSTS and headers
@@ -359,7 +488,7 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
     if hsts is False or not t["enabled"]:
         site["hsts"] = None
     elif chk.keys(f"{where}: hsts", hsts, HSTS_KEYS):
-        h = {"max_age": 31536000, "include_subdomains": True, "preload": False, **(s.get("hsts_defaults") or {}), **hsts}
+        h = {"max_age": 63072000, "include_subdomains": True, "preload": False, **(s.get("hsts_defaults") or {}), **hsts}
         if not _int_in(h["max_age"], 0, 10 ** 9):
             chk.fail(where, f"hsts.max_age: {h['max_age']!r} must be seconds (an integer)")
         value = f"max-age={h['max_age']}" + ("; includeSubDomains" if h["include_subdomains"] else "") + (
@@ -581,8 +710,18 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
 
 
 def _conflicts(chk, present):
-    """A server name served twice on one address:port: nginx would warn and ignore one of them."""
-    seen = {}
+    """A server name served twice on one address:port: nginx would warn and ignore one of them. Sites on one
+    TLS address:port must share their protocols, suites and curves: the handshake settings are the socket's."""
+    seen, sockets = {}, {}
+    for site in present:
+        profile = site.get("tls", {}).get("profile")
+        for addr in site.get("listen", []) if profile else []:
+            key = (addr, site["https_port"])
+            if key in sockets and sockets[key][1]["directives"] != profile["directives"]:
+                chk.fail(f"site {site['name']}", f"tls: its TLS settings ({profile['name']} profile) differ from those of site "
+                                                 f"{sockets[key][0]} ({sockets[key][1]['name']}) on {addr}:{key[1]} - one "
+                                                 "address and port has one TLS setting; give one of them another address or port")
+            sockets.setdefault(key, (site["name"], profile))
     for site in present:
         ports = [site["https_port"], site["http_port"]] if site.get("tls", {}).get("enabled") else [site.get("http_port")]
         for addr in site.get("listen", []):
@@ -598,7 +737,7 @@ def _conflicts(chk, present):
 def listeners(sites):
     """The (address, port, ssl) sockets the present sites use - each gets a default server that
     answers no unknown name (HTTP: 444, closes the connection; TLS: handshake rejected)."""
-    out = set()
+    out, tls = set(), {}
     for site in sites:
         if site["state"] != "present":
             continue
@@ -606,7 +745,13 @@ def listeners(sites):
             out.add((addr, site["http_port"], False))
             if site["tls"]["enabled"]:
                 out.add((addr, site["https_port"], True))
-    return [{"address": a, "port": p, "ssl": s} for a, p, s in sorted(out)]
+                tls.setdefault((addr, site["https_port"]), site["tls"]["profile"]["directives"])
+    return [{"address": a, "port": p, "ssl": s, "tls_directives": tls.get((a, p), []) if s else []} for a, p, s in sorted(out)]
+
+
+def needs_dhparam(sites):
+    """True when a present site's profile uses DHE suites (the tree then ships the ffdhe2048 group)."""
+    return any(s["state"] == "present" and s["tls"]["enabled"] and s["tls"]["profile"]["dhparam"] for s in sites)
 
 
 def probes(sites):

@@ -52,7 +52,7 @@ def test_the_lab_sites_get_their_defaults():
     assert static["content"] == [{"path": "index.html", "content": "<h1>hi</h1>"}]
     assert static["tls"]["certificate"] == "/var/lib/locus-nginx/tls/www.lab.example/cert.pem"
     assert static["tls"]["redirect_http"] is True
-    assert static["hsts"] == "max-age=31536000; includeSubDomains"
+    assert static["hsts"] == "max-age=63072000; includeSubDomains"
     assert {h["name"]: h["value"] for h in static["headers"]} == {
         "Content-Security-Policy": "default-src 'self'", "Referrer-Policy": "strict-origin-when-cross-origin",
         "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
@@ -194,7 +194,7 @@ def test_rendered_sites_are_plain_to_the_guard():
     text = render_site(site)
     assert "    listen 10.77.0.21:443 ssl http2;\n" in text
     assert "    return 301 https://$host$request_uri;\n" in text
-    assert '    add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;\n' in text
+    assert '    add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;\n' in text
     assert "    auth_basic_user_file locus/auth/a.example.htpasswd;\n" in text
     assert findings("", text) == []  # a new site on the host's own address: nothing to flag
     (public,) = normalise([{**base, "listen": ["0.0.0.0"]}])
@@ -217,6 +217,147 @@ def test_rendered_proxy_site():
     assert "        proxy_pass http://site_a_example;\n" in text
     assert "        proxy_hide_header X-Frame-Options;\n" in text
     assert "    client_max_body_size 5m;\n" in text
+
+
+# ------------------------------------------------------------------ TLS profiles (Mozilla 5.7) --
+MOZILLA_INTERMEDIATE_TLS12 = (  # ssl-config.mozilla.org, guidelines 5.7, as sslyze 6.3 ships them (openssl names)
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+    "DHE-RSA-CHACHA20-POLY1305")
+
+
+def test_intermediate_is_the_default_profile_exactly_as_mozilla_writes_it():
+    (site,) = normalise([{"name": "a.example"}])
+    profile = site["tls"]["profile"]
+    assert profile["name"] == "intermediate" and not profile["weakened"] and profile["certificate_days"] == 365
+    assert profile["directives"] == [
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_ecdh_curve X25519:prime256v1:secp384r1;",
+        f"ssl_ciphers {MOZILLA_INTERMEDIATE_TLS12};",
+        "ssl_prefer_server_ciphers off;",
+        "ssl_dhparam locus/tls/ffdhe2048.pem;",
+    ]
+    assert site["tls"]["ocsp_stapling"] is False  # self-signed: no responder
+    text = render_site(site)
+    assert "    # TLS profile intermediate (Mozilla)\n    ssl_protocols TLSv1.2 TLSv1.3;\n" in text
+    assert "ssl_stapling" not in text
+    assert model.needs_dhparam([site])
+
+
+def test_modern_is_tls13_only_with_90_day_certificates_and_no_dh():
+    (site,) = normalise([{"name": "a.example", "tls": {"profile": "modern"}}])
+    profile = site["tls"]["profile"]
+    assert profile["directives"] == ["ssl_protocols TLSv1.3;", "ssl_ecdh_curve X25519:prime256v1:secp384r1;",
+                                     "ssl_prefer_server_ciphers off;"]
+    assert profile["certificate_days"] == 90 and not model.needs_dhparam([site])
+    (by_default,) = normalise([{"name": "a.example"}], tls_profile="modern")
+    assert by_default["tls"]["profile"] == profile
+
+
+def test_the_role_ships_rfc7919_ffdhe2048():
+    import base64
+
+    pem = (ROLE / "files" / "ffdhe2048.pem").read_text()
+    der = base64.b64decode("".join(line for line in pem.splitlines() if not line.startswith("-----")))
+    # RFC 7919 appendix A.1: p starts with 64 one-bits then AD F8 54 58 A2 BB 4A 9A, g = 2
+    assert der[:4] == bytes.fromhex("30820108") and der[9:17] == b"\xff" * 8 and der[17:25] == bytes.fromhex("adf85458a2bb4a9a")
+    assert der[-3:] == bytes.fromhex("020102")
+
+
+def test_a_site_may_narrow_its_profile():
+    (site,) = normalise([{"name": "a.example", "tls": {"ciphers": ["ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"],
+                                                       "curves": "X25519"}}])
+    d = site["tls"]["profile"]["directives"]
+    assert "ssl_ciphers ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;" in d
+    assert "ssl_ecdh_curve X25519;" in d
+    assert not any(x.startswith("ssl_dhparam") for x in d)  # no DHE suite left
+    assert not site["tls"]["profile"]["weakened"]
+
+
+@pytest.mark.parametrize("tls, fragment", [
+    ({"profile": "old"}, "tls.profile: 'old' weakens TLS below Mozilla's intermediate profile; name it under tls.weaken"),
+    ({"profile": "legacy"}, "tls.profile: 'legacy' must be modern or intermediate"),
+    ({"protocols": ["TLSv1.1", "TLSv1.2"]}, "tls.protocols: TLSv1.1 not in the intermediate profile - that weakens it"),
+    ({"ciphers": ["AES128-SHA"]}, "tls.ciphers: AES128-SHA not in the intermediate profile - that weakens it"),
+    ({"curves": ["X448", "secp521r1"]}, "tls.curves: X448, secp521r1 not in the intermediate profile"),
+    ({"profile": "modern", "protocols": ["TLSv1.2"]}, "tls.protocols: TLSv1.2 not in the modern profile"),
+    ({"weaken": {"profile": "old"}}, "tls.weaken.reason: a weakened TLS profile needs a reason"),
+    ({"weaken": {"reason": "pos", "ciphers": "AES128-SHA;evil"}}, "tls.weaken.ciphers: must be a non-empty list of OpenSSL cipher suite names"),
+    ({"weaken": {"reason": "pos", "protocols": ["SSLv3"]}}, "tls.weaken.protocols: must be a non-empty list of protocols"),
+    ({"weaken": {"reason": "x", "nope": 1}}, "tls.weaken: unknown key(s) nope"),
+    ({"ocsp_stapling": True}, "tls.ocsp_stapling: a self-signed certificate has no OCSP responder"),
+    ({"mode": "none", "profile": "modern"}, "tls.profile: only for a site with TLS"),
+])
+def test_weakening_needs_tls_weaken_with_a_reason(tls, fragment):
+    found = problems([{"name": "a.example", "tls": tls, **({"auth": None} if tls.get("mode") == "none" else {})}])
+    assert any(fragment in p for p in found), found
+    assert all(p.startswith("web1: nginx_sites[0] (a.example): ") for p in found), found
+
+
+def test_the_role_default_cannot_be_old():
+    assert any("nginx_tls_profile: 'old' must be modern or intermediate" in p
+               for p in problems([{"name": "a.example"}], tls_profile="old"))
+
+
+def test_a_named_weakening_is_applied_and_marked():
+    (site,) = normalise([{"name": "a.example", "tls": {"weaken": {"profile": "old", "reason": "POS terminals until 2027"}}}])
+    profile = site["tls"]["profile"]
+    assert profile["weakened"] and profile["reason"] == "POS terminals until 2027"
+    assert "ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;" in profile["directives"]
+    assert any(d.startswith("ssl_ciphers ") and d.endswith(":DES-CBC3-SHA:@SECLEVEL=0;") for d in profile["directives"])
+    assert "ssl_prefer_server_ciphers on;" in profile["directives"]
+    assert "# TLS profile old (Mozilla) - weakened: POS terminals until 2027" in render_site(site)
+    (one,) = normalise([{"name": "a.example", "tls": {"weaken": {"reason": "scanner", "curves": ["X25519", "secp521r1"]}}}])
+    assert one["tls"]["profile"]["name"] == "intermediate" and one["tls"]["profile"]["weakened"]
+    (same,) = normalise([{"name": "a.example", "tls": {"weaken": {"reason": "nothing", "curves": ["X25519"]}}}])
+    assert not same["tls"]["profile"]["weakened"]  # a "weakening" that stays inside the profile is none
+
+
+def test_certificate_days_follow_the_profile():
+    (site,) = normalise([{"name": "a.example"}], self_signed_days=200)
+    assert site["tls"]["profile"]["certificate_days"] == 200
+    assert any("nginx_self_signed_days: 825 - the intermediate profile allows certificates of 1-365 days" in p
+               for p in problems([{"name": "a.example"}], self_signed_days=825))
+    assert any("the modern profile allows certificates of 1-90 days" in p
+               for p in problems([{"name": "a.example", "tls": {"profile": "modern"}}], self_signed_days=365))
+
+
+def test_stapling_is_on_for_chains_from_a_ca():
+    pem = {"certificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+           "private_key": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"}
+    (provided, acme, waiting) = normalise([{"name": "a.example", "tls": pem}, {"name": "b.example", "tls": "acme"},
+                                           {"name": "c.example", "tls": "acme"}], acme_issued=["b.example"])
+    assert provided["tls"]["ocsp_stapling"] and acme["tls"]["ocsp_stapling"] and not waiting["tls"]["ocsp_stapling"]
+    assert "    ssl_stapling on;\n    ssl_stapling_verify on;\n" in render_site(provided)
+    (off,) = normalise([{"name": "a.example", "tls": {**pem, "ocsp_stapling": False}}])
+    assert not off["tls"]["ocsp_stapling"]
+
+
+def test_one_socket_has_one_tls_setting():
+    found = problems([{"name": "a.example"}, {"name": "b.example", "tls": {"profile": "modern"}}])
+    assert any("site b.example: tls: its TLS settings (modern profile) differ from those of site a.example (intermediate) "
+               "on 10.77.0.21:443" in p for p in found), found
+    sites = normalise([{"name": "a.example"}, {"name": "b.example", "tls": {"profile": "modern"}, "https_port": 8443,
+                                                                           "http_port": 8080}])
+    by_port = {(x["port"], x["ssl"]): x["tls_directives"] for x in model.listeners(sites)}
+    assert by_port[(443, True)] == sites[0]["tls"]["profile"]["directives"]
+    assert by_port[(8443, True)] == sites[1]["tls"]["profile"]["directives"] and by_port[(80, False)] == []
+
+
+def test_weakening_is_a_guard_finding_with_evidence():
+    (site,) = normalise([{"name": "a.example"}])
+    text = render_site(site)
+    (modern,) = normalise([{"name": "a.example", "tls": {"profile": "modern"}}])
+    assert findings(text, render_site(modern)) == []  # stricter: nothing to flag
+    for weaken in ({"profile": "old"}, {"protocols": ["TLSv1.1", "TLSv1.2", "TLSv1.3"]}, {"ciphers": ["AES128-SHA"]},
+                   {"curves": ["X25519", "X448"]}):
+        (weak,) = normalise([{"name": "a.example", "tls": {"weaken": {"reason": "legacy client", **weaken}}}])
+        change = rules.normalise([{"host": "web1", "task": "apply", "diff": {"before": text, "after": render_site(weak),
+                                                                             "before_header": "/etc/nginx/locus/sites/a.example.conf"}}])
+        found = [f for f in rules.analyse_changes(change, _policy.load_policy().data["analysers"]) if f["rule"] == "crypto_weakened"]
+        assert found, weaken
+        assert found[0]["evidence"]["host"] == "web1" and found[0]["evidence"]["line"].startswith("+")
+    assert _policy.load_policy().data["risk"]["rules"]["crypto_weakened"] == "medium"
 
 
 # ------------------------------------------------------------------ the tree ------------------
@@ -343,7 +484,8 @@ def test_ansible_doc_works_for_the_nginx_plugins_and_role():
     bin_dir = Path(sys.executable).parent
     for args in (["locus.infra.nginx_tree"], ["locus.infra.nginx_probe"], ["-t", "filter", "locus.infra.nginx_sites"],
                  ["-t", "filter", "locus.infra.nginx_listeners"], ["-t", "filter", "locus.infra.nginx_probes"],
-                 ["-t", "filter", "locus.infra.nginx_rate_limit_zones"], ["-t", "role", "locus.infra.nginx"]):
+                 ["-t", "filter", "locus.infra.nginx_rate_limit_zones"],
+                 ["-t", "filter", "locus.infra.nginx_needs_dhparam"], ["-t", "role", "locus.infra.nginx"]):
         proc = subprocess.run([str(bin_dir / "ansible-doc"), *args], capture_output=True, text=True,
                               cwd=ROLE.parents[1], check=False)
         assert proc.returncode == 0 and args[-1] in proc.stdout, (args, proc.stderr)
