@@ -257,7 +257,9 @@ def test_modern_is_tls13_only_with_90_day_certificates_and_no_dh():
 def test_the_role_ships_rfc7919_ffdhe2048():
     import base64
 
-    pem = (ROLE / "files" / "ffdhe2048.pem").read_text()
+    import yaml
+
+    pem = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["nginx_ffdhe2048"]
     der = base64.b64decode("".join(line for line in pem.splitlines() if not line.startswith("-----")))
     # RFC 7919 appendix A.1: p starts with 64 one-bits then AD F8 54 58 A2 BB 4A 9A, g = 2
     assert der[:4] == bytes.fromhex("30820108") and der[9:17] == b"\xff" * 8 and der[17:25] == bytes.fromhex("adf85458a2bb4a9a")
