@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 
-SSH_AUDIT_EXIT = {0: "good", 1: "warning", 2: "failure", 3: "connection error"}
+SSH_AUDIT_EXIT = {0: "good", 1: "connection error", 2: "warning", 3: "failure"}  # ssh_audit/exitcodes.py
 _SECTIONS = (("kex", "key exchange"), ("key", "host key"), ("enc", "cipher"), ("mac", "MAC"))
 _COMPLIANCE = re.compile(r"^\s*(?P<server>\S+): (?P<verdict>OK - Compliant|FAILED - Not compliant|ERROR[^\n]*)\.?\s*$", re.M)
 _ISSUE = re.compile(r"^\s*\* (?P<key>[a-z0-9_]+): (?P<reason>.+?)\s*$")

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -102,6 +103,40 @@ def test_bad_input_is_named():
         scanners.sslyze_verdict({"stdout": "x"})
     with pytest.raises(AnsibleFilterError, match="ssh_audit_verdict: expected the registered result"):
         scanners.ssh_audit_verdict("text")
-    verdict = _scanners.ssh_audit_verdict({"rc": 3, "stdout": "", "stderr": "(EXC) ConnectionRefusedError"})
+    verdict = _scanners.ssh_audit_verdict({"rc": 1, "stdout": "", "stderr": "(EXC) ConnectionRefusedError"})
     assert not verdict["passed"] and verdict["exit"] == "connection error" and "ConnectionRefused" in verdict["error"]
     assert _scanners.ssh_audit_verdict({"rc": 0, "stdout": b"\xff\xfe".decode("latin-1")})["passed"] is False
+
+
+# ssh-audit 3.9.0 -j against Debian 12's sshd (openssh-server 1:9.2p1-2+deb12u10) on loopback in a private
+# network namespace: with Debian's defaults, with the role's drop-in, and with post_quantum_only off.
+RECORDED = Path(__file__).parent / "scanner_output"
+
+
+def audit(name, rc):
+    return _scanners.ssh_audit_verdict({"rc": rc, "stdout": (RECORDED / f"ssh-audit-openssh92-{name}.json").read_text()})
+
+
+def test_ssh_audit_before_the_policy_debian_defaults_fail():
+    verdict = audit("debian", 3)
+    assert not verdict["passed"] and verdict["exit"] == "failure" and verdict["software"] == "OpenSSH_9.2p1"
+    assert sorted(c["algorithm"] for c in verdict["critical"]) == [
+        "ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521", "ecdsa-sha2-nistp256", "hmac-sha1", "hmac-sha1-etm@openssh.com"]
+    warned = {w["algorithm"] for w in verdict["warnings"]}
+    assert {"hmac-sha2-256", "hmac-sha2-512", "umac-64-etm@openssh.com", "diffie-hellman-group14-sha256", "curve25519-sha256"} <= warned
+
+
+def test_ssh_audit_on_the_policy_has_nothing_to_say():
+    verdict = audit("policy", 0)
+    assert verdict["passed"] and verdict["critical"] == [] and verdict["warnings"] == [] and verdict["error"] is None
+    assert verdict["algorithms"]["kex"] == ["sntrup761x25519-sha512@openssh.com", "kex-strict-s-v00@openssh.com"]
+    assert verdict["algorithms"]["key"] == ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256"]
+    assert not audit("policy", 2)["passed"]  # the exit code counts too
+
+
+def test_ssh_audit_without_post_quantum_only_warns_but_fails_nothing():
+    verdict = audit("classic", 2)
+    assert not verdict["passed"] and verdict["exit"] == "warning" and verdict["critical"] == []
+    assert [w["algorithm"] for w in verdict["warnings"]] == [
+        "curve25519-sha256", "curve25519-sha256@libssh.org", "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512"]
+    assert all(w["notes"] == ["does not provide protection against post-quantum attacks"] for w in verdict["warnings"])

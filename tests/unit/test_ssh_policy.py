@@ -47,7 +47,7 @@ def test_newer_openssh_gets_mlkem_first_and_the_classic_list_comes_after_the_hyb
                                                            "sntrup761x25519-sha512@openssh.com"]
     classic = policy.policy(DEBIAN12_KEX, post_quantum_only=False)["kex"]
     assert classic == ["sntrup761x25519-sha512@openssh.com", "curve25519-sha256", "curve25519-sha256@libssh.org",
-                       "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512", "diffie-hellman-group-exchange-sha256"]
+                       "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512"]
     assert not any("sha1" in k or "nistp" in k for k in classic)
 
 
