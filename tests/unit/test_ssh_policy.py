@@ -15,7 +15,8 @@ from ansible_collections.locus.infra.plugins.module_utils import _policy
 from ansible_collections.locus.infra.plugins.module_utils import _ssh_policy as policy
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "common"
-# `ssh -Q kex` of Debian 12's OpenSSH 9.2p1 (as on the lab hosts)
+# `ssh -Q kex` of Debian 12's OpenSSH 9.2p1 (1:9.2p1-2+deb12u6, as on the lab hosts: it knows OpenSSH 9.9's name
+# sntrup761x25519-sha512 besides sntrup761x25519-sha512@openssh.com)
 DEBIAN12_KEX = """diffie-hellman-group1-sha1
 diffie-hellman-group14-sha1
 diffie-hellman-group14-sha256
@@ -28,13 +29,15 @@ ecdh-sha2-nistp384
 ecdh-sha2-nistp521
 curve25519-sha256
 curve25519-sha256@libssh.org
+sntrup761x25519-sha512
 sntrup761x25519-sha512@openssh.com
 """
 
 
-def test_post_quantum_only_on_openssh_9_2_is_sntrup761_alone():
+def test_post_quantum_only_on_openssh_9_2_is_sntrup761_under_its_two_names():
     algos = policy.policy(DEBIAN12_KEX)
-    assert algos["kex"] == ["sntrup761x25519-sha512@openssh.com"]
+    assert algos["kex"] == ["sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com"]
+    assert policy.policy(DEBIAN12_KEX.replace("sntrup761x25519-sha512\n", ""))["kex"] == ["sntrup761x25519-sha512@openssh.com"]
     assert algos["ciphers"] == ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes256-ctr", "aes192-ctr",
                                 "aes128-gcm@openssh.com", "aes128-ctr"]
     assert algos["macs"] == ["hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "umac-128-etm@openssh.com"]
@@ -46,7 +49,7 @@ def test_newer_openssh_gets_mlkem_first_and_the_classic_list_comes_after_the_hyb
                           "curve25519-sha256"])["kex"] == ["mlkem768x25519-sha256", "sntrup761x25519-sha512",
                                                            "sntrup761x25519-sha512@openssh.com"]
     classic = policy.policy(DEBIAN12_KEX, post_quantum_only=False)["kex"]
-    assert classic == ["sntrup761x25519-sha512@openssh.com", "curve25519-sha256", "curve25519-sha256@libssh.org",
+    assert classic == ["sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com", "curve25519-sha256", "curve25519-sha256@libssh.org",
                        "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512"]
     assert not any("sha1" in k or "nistp" in k for k in classic)
 
@@ -100,7 +103,7 @@ def findings(before, after, path="/etc/ssh/sshd_config.d/00-locus-hardening.conf
 
 def test_the_drop_in_names_every_algorithm_and_only_ed25519_and_rsa_host_keys():
     text = render()
-    assert "KexAlgorithms sntrup761x25519-sha512@openssh.com\n" in text
+    assert "KexAlgorithms sntrup761x25519-sha512,sntrup761x25519-sha512@openssh.com\n" in text
     assert "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com\n" in text
     assert "HostKeyAlgorithms ssh-ed25519,rsa-sha2-512,rsa-sha2-256\n" in text
     assert "HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_rsa_key\n" in text
@@ -113,7 +116,8 @@ def test_turning_post_quantum_only_off_is_a_medium_finding_with_evidence():
     (found,) = findings(before, after)
     assert found["message"].startswith("SSH beyond the algorithm policy: KexAlgorithms allows curve25519-sha256, ")
     assert found["evidence"]["host"] == "rtr1" and found["evidence"]["file"].endswith("00-locus-hardening.conf")
-    assert found["evidence"]["line"].startswith("+") and "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519" in found["evidence"]["line"]
+    assert found["evidence"]["line"].startswith("+")
+    assert "KexAlgorithms sntrup761x25519-sha512,sntrup761x25519-sha512@openssh.com,curve25519" in found["evidence"]["line"]
     assert _policy.load_policy().data["risk"]["rules"]["crypto_weakened"] == "medium"
 
 
