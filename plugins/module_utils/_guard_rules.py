@@ -10,7 +10,7 @@ groups, and file diffs (before/after text, or a unified diff). Each analyser loo
 facts only and returns findings ``{rule, risk, message, evidence}``; the policy assigns
 each rule its risk. Nothing here calls a model.
 
-Rules: ``vm_delete``, ``vm_stop``, ``bgp_filter``, ``bgp_export_all``, ``bgp_neighbor``,
+Rules: ``vm_delete``, ``vm_stop``, ``backup_reduced``, ``bgp_filter``, ``bgp_export_all``, ``bgp_neighbor``,
 ``public_bind``, ``auth_removed``, ``tls_removed``, ``crypto_weakened``, ``k3s_server``, ``plaintext_secret``,
 ``resource_pressure``, ``resource_exhausted``, ``unpredictable``, ``check_failed``
 (``agent_reject`` is raised by the decision when an AI review recommends rejection). The
@@ -29,6 +29,7 @@ from ansible_collections.locus.infra.plugins.module_utils import _nginx_model, _
 RULES = {
     "vm_delete": "deletes a virtual machine",
     "vm_stop": "stops or restarts a virtual machine",
+    "backup_reduced": "deletes a Proxmox backup job or drops guests from one",
     "bgp_filter": "changes a BGP import/export filter (route leak risk)",
     "bgp_export_all": "exports all routes to a BGP neighbour (route leak)",
     "bgp_neighbor": "adds, removes or changes a BGP neighbour",
@@ -324,6 +325,48 @@ def analyse_vm(change, settings):
     return []
 
 
+def _json_side(text):
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def analyse_backup_job(change):
+    """``backup_reduced``: a backup job deleted, disabled, or backing up fewer guests (its diff
+    shows the job keys that change: ``vmid`` losing VMIDs, ``exclude`` gaining some, ``all`` or
+    ``pool`` given up)."""
+    if _short_action(change["action"]) != "proxmox_backup_job":
+        return []
+    args = change["args"]
+    job = str(args.get("id") or "?")
+    if str(args.get("state") or "").lower() == "absent":
+        return [_finding("backup_reduced", f"deletes backup job {job}", _ev(change, job=job, state="absent"))]
+    out = []
+    for f in change["files"]:
+        before, after = _json_side(f.before), _json_side(f.after)
+        if before is None or after is None:
+            continue
+        reasons = []
+        dropped = sorted(set(before.get("vmid") or []) - set(after.get("vmid") or [])) if "vmid" in after else []
+        if dropped and after.get("vmid"):
+            reasons.append(f"drops VMIDs {', '.join(map(str, dropped))}")
+        added = sorted(set(after.get("exclude") or []) - set(before.get("exclude") or [])) if "exclude" in after else []
+        if added:
+            reasons.append(f"excludes VMIDs {', '.join(map(str, added))}")
+        if before.get("all") is True and after.get("all") is False:
+            reasons.append("no longer backs up all guests")
+        if before.get("pool") and "pool" in after and after.get("pool") != before.get("pool"):
+            reasons.append(f"no longer backs up pool {before['pool']}")
+        if before.get("enabled") is True and after.get("enabled") is False:
+            reasons.append("disables the schedule")
+        if reasons:
+            out.append(_finding("backup_reduced", f"backup job {job}: {'; '.join(reasons)}",
+                                _ev(change, job=job, reduced="; ".join(reasons))))
+    return out
+
+
 _BIRD_PATH = re.compile(r"bird", re.IGNORECASE)
 _TOP_BLOCKS = ("protocol", "template", "filter", "function")
 _BGP_PROTOCOL = re.compile(r"^\s*(protocol|template)\s+bgp\b", re.IGNORECASE)
@@ -563,6 +606,7 @@ def analyse_changes(changes, settings):
         change["files"] = [FileChange(f.get("path"), f.get("before"), f.get("after")) for f in change["files"]]
         findings.extend(analyse_unpredictable(change))
         findings.extend(analyse_vm(change, settings))
+        findings.extend(analyse_backup_job(change))
         findings.extend(analyse_k3s(change, settings))
         findings.extend(analyse_args_bind(change))
         for f in change["files"]:

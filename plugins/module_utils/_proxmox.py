@@ -388,6 +388,34 @@ class ProxmoxClient:
         return int(self.request("GET", "cluster/nextid"))
 
 
+# ------------------------------------------------------------ module main ---
+def exit_module(module, label, work, spec_errors=(), **ident):
+    """Run ``work(client) -> (result, warnings)`` for a Proxmox module and exit it.
+
+    Missing libraries, ``spec_errors`` (bad arguments) and API/task errors fail the module with
+    ``label: message``; an API error also returns what was planned and the tasks that already ran."""
+    from ansible.module_utils.basic import missing_required_lib
+
+    if PROXMOXER_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("proxmoxer"), exception=PROXMOXER_IMPORT_ERROR)
+    if REQUESTS_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    try:
+        client = ProxmoxClient(module.params)
+        result, warnings = work(client)
+    except spec_errors as exc:
+        module.fail_json(msg=f"{label}: {exc}", changed=False, **ident)
+    except ProxmoxError as exc:
+        partial = getattr(exc, "partial", {})
+        for warning in partial.get("warnings", []):
+            module.warn(warning)
+        module.fail_json(msg=f"{label}: {exc}", changed=partial.get("changed", False),
+                         actions=partial.get("actions", []), tasks=partial.get("tasks", []), **ident, **exc.result())
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
 # ------------------------------------------------------------ node throttle ---
 @contextlib.contextmanager
 def node_slot(key, limit, timeout, sleep=time.sleep, clock=time.monotonic, directory=None):

@@ -429,7 +429,7 @@ task:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.locus.infra.plugins.module_utils import _proxmox, _proxmox_vm
 
@@ -500,25 +500,11 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_together=[("api_token_id", "api_token_secret")])
-    if _proxmox.PROXMOXER_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("proxmoxer"), exception=_proxmox.PROXMOXER_IMPORT_ERROR)
-    if _proxmox.REQUESTS_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("requests"), exception=_proxmox.REQUESTS_IMPORT_ERROR)
     name = module.params["name"]
-    try:
-        client = _proxmox.ProxmoxClient(module.params)
-        result, warnings = _proxmox_vm.run(client, module.params, check_mode=module.check_mode, diff_mode=module._diff)
-    except _proxmox_vm.VmSpecError as exc:
-        module.fail_json(msg=f"proxmox_vm {name}: {exc}", name=name, changed=False)
-    except _proxmox.ProxmoxError as exc:
-        partial = getattr(exc, "partial", {})
-        for warning in partial.get("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=f"proxmox_vm {name}: {exc}", name=name, changed=partial.get("changed", False),
-                         actions=partial.get("actions", []), tasks=partial.get("tasks", []), **exc.result())
-    for warning in warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    _proxmox.exit_module(
+        module, f"proxmox_vm {name}",
+        lambda client: _proxmox_vm.run(client, module.params, check_mode=module.check_mode, diff_mode=module._diff),
+        spec_errors=_proxmox_vm.VmSpecError, name=name)
 
 
 if __name__ == "__main__":

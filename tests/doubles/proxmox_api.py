@@ -38,6 +38,18 @@ pve-http-server ``Formatter/Standard.pm`` (``{data, errors, message}``), proxmox
 nodes/{node}/status, nodes/{node}/storage, nodes/{node}/qemu, qemu status/current,
 cluster/resources, tasks status/log, start/stop/shutdown returning ``PveUpid``).
 
+Backup jobs (``/cluster/backup``) and ``vzdump`` follow pve-manager ``PVE/API2/Backup.pm``
+(index/create_job/read_job/update_job/delete_job: ``raise_param_exc({id => "No such job
+'$id'"})``, ``exclude`` implies ``all``, an update giving ``vmid`` drops ``all``/``exclude``/
+``pool``, ``delete`` of unknown options refused), ``PVE/VZDump.pm`` ``verify_vzdump_parameters``
+(``option conflicts with option 'vmid'``, ``vmid: property is missing``), ``PVE/Jobs/VZDump.pm``
+(a job run is ``PVE::API2::VZDump->vzdump`` with the job's settings), ``PVE/API2/VZDump.pm``
+(one task per node, ``skip external VMs``, "silent exit if we run on wrong node"), pve-common
+``PVE/CalendarEvent.pm`` (``invalid calendar event '...' - ...``) and the API viewer's schema for
+``prune-backups`` (keep-* integers >= 1, ``keep-all`` alone), ``mode``/``compress`` enums and
+``pve-vmid-list``. A vzdump task locks each VM (``backup``) while it is backed up and records
+an archive per VM in ``backups`` (volid, vmid, ctime, notes from ``notes-template``).
+
 Served endpoints::
 
     POST   /access/ticket                                 (user/password -> ticket + CSRF token)
@@ -63,6 +75,9 @@ Served endpoints::
     GET    /cluster/nextid
     GET    /pools, POST /pools, GET /pools/{poolid}, PUT /pools/{poolid}
     GET    /storage
+    GET    /cluster/backup, POST /cluster/backup
+    GET    /cluster/backup/{id}, PUT /cluster/backup/{id}, DELETE /cluster/backup/{id}
+    POST   /nodes/{node}/vzdump                            (task vzdump)
 
 Test control happens in-process through methods of :class:`PveDouble` (``add_template``,
 ``fail_task``, ``warn_task``, ``hold_lock``, ``hold_flock``, ``fail_requests``,
@@ -686,6 +701,294 @@ def check_config_param(key, value, vmid=None):
     raise ValueError("property is not defined in schema and the schema does not allow additional properties")
 
 
+# ------------------------------------------------------------ backup jobs ---
+# Job properties of ``/cluster/backup`` (PVE::VZDump::Common confdesc + the job keys).
+BACKUP_JOB_KEYS = {
+    "id", "schedule", "enabled", "comment", "repeat-missed", "starttime", "dow", "node", "storage", "mode",
+    "compress", "prune-backups", "notes-template", "vmid", "all", "exclude", "pool", "mailto", "mailnotification",
+    "notification-mode", "bwlimit", "ionice", "lockwait", "stopwait", "remove", "protected", "zstd", "pigz",
+    "tmpdir", "dumpdir", "script", "stdexcludes", "fleecing", "performance", "pbs-change-detection-mode",
+    "exclude-path", "maxfiles",
+}
+BACKUP_BOOL_KEYS = {"enabled", "all", "repeat-missed", "remove", "protected", "stdexcludes"}
+BACKUP_ENUMS = {
+    "mode": ("snapshot", "suspend", "stop"),
+    "compress": ("0", "1", "gzip", "lzo", "zstd"),
+    "mailnotification": ("always", "failure"),
+    "notification-mode": ("auto", "legacy-sendmail", "notification-system"),
+}
+PRUNE_KEYS = ("keep-all", "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly")
+CALENDAR_WORDS = {"minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly",
+                  "semiannually", "semi-annually"}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _calendar_error(text):
+    """None if ``text`` parses as a PVE calendar event (proxmox-time's grammar: [weekdays]
+    [[YYYY-]MM-DD] [HH:MM[:SS]] or a named event), else the parser's complaint."""
+    tokens = str(text).split()
+    if not tokens:
+        return "unable to parse calendar event - event is empty"
+    if len(tokens) == 1 and tokens[0].lower() in CALENDAR_WORDS:
+        return None
+
+    def values(spec, top):
+        for item in spec.split(","):
+            base, _slash, step = item.partition("/")
+            if step and not step.isdigit():
+                return False
+            for bound in base.split(".."):
+                if bound != "*" and (not bound.isdigit() or int(bound) > top):
+                    return False
+        return True
+
+    i = 0
+    days = tokens[0].lower().replace("..", ",").split(",")
+    if all(d in WEEKDAYS for d in days):
+        i = 1
+    if i < len(tokens) and "-" in tokens[i]:
+        parts = tokens[i].split("-")
+        tops = (9999, 12, 31)[-len(parts):] if len(parts) in (2, 3) else None
+        if tops is None or not all(values(p, t) for p, t in zip(parts, tops, strict=True)):
+            return "unable to parse calendar event - invalid date spec"
+        i += 1
+    if i < len(tokens):
+        parts = tokens[i].split(":")
+        tops = {1: (59,), 2: (23, 59), 3: (23, 59, 59)}.get(len(parts))
+        if tops is None or not all(values(p, t) for p, t in zip(parts, tops, strict=True)):
+            return "unable to parse calendar event - invalid time spec"
+        i += 1
+    if i < len(tokens):
+        return "unable to parse calendar event - unexpected trailing data"
+    return None
+
+
+def _vmid_list_error(text):
+    for item in split_list(text):
+        if not item.isdigit() or not 100 <= int(item) <= 999999999:
+            return "invalid format - value does not look like a valid VM ID"
+    return None
+
+
+def _prune_error(text):
+    try:
+        raw = _parse_kv(text)
+    except FormatError as exc:
+        return _format_errors("prune-backups", exc.errors).rstrip("\n")
+    errors = {}
+    for key, value in raw.items():
+        if key not in PRUNE_KEYS:
+            errors[key] = "property is not defined in schema and the schema does not allow additional properties"
+        elif key == "keep-all":
+            err = _check_bool(value)
+            if err:
+                errors[key] = err
+        else:
+            err = _check_int(value, 1)
+            if err:
+                errors[key] = err
+    if errors:
+        return _format_errors("prune-backups", errors).rstrip("\n")
+    if parse_bool(raw.get("keep-all", "0")) == 1 and len(raw) > 1:
+        return "keep-all cannot be set together with other options."
+    return None
+
+
+class _BackupJobs:
+    """``/cluster/backup`` (pve-manager PVE/API2/Backup.pm on jobs.cfg) and ``POST /nodes/{node}/vzdump``
+    (PVE/API2/VZDump.pm, PVE/VZDump.pm). Mixed into :class:`PveDouble`."""
+
+    def _check_backup_params(self, p, creating):
+        errors = {}
+        for key, value in p.items():
+            if key == "delete" and not creating:
+                for name in split_list(value):
+                    if name not in BACKUP_JOB_KEYS or name == "id":
+                        errors["delete"] = f"unknown option '{name}'"
+                continue
+            if key not in BACKUP_JOB_KEYS:
+                errors[key] = "property is not defined in schema and the schema does not allow additional properties"
+                continue
+            err = None
+            if key == "id":
+                if len(value) > 50:
+                    err = "value may only be 50 characters long"
+                elif not re.fullmatch(r"[a-z][a-z0-9_-]+", value, re.IGNORECASE):
+                    err = f"invalid format - invalid configuration ID '{value}'"
+            elif key == "schedule":
+                cal = _calendar_error(value)
+                err = f"invalid format - invalid calendar event '{value}' - {cal}" if cal else None
+            elif key in BACKUP_BOOL_KEYS:
+                err = _check_bool(value)
+            elif key in BACKUP_ENUMS and value not in BACKUP_ENUMS[key]:
+                err = f"value '{value}' does not have a value in the enumeration '{', '.join(BACKUP_ENUMS[key])}'"
+            elif key in ("vmid", "exclude"):
+                err = _vmid_list_error(value)
+            elif key == "prune-backups":
+                err = _prune_error(value)
+            elif key == "storage" and not re.fullmatch(r"[a-z][a-z0-9\-_.]*[a-z0-9]", value, re.IGNORECASE):
+                err = f"invalid format - storage ID '{value}' contains illegal characters"
+            elif key == "notes-template" and len(value) > 1024:
+                err = "value may only be 1024 characters long"
+            elif key in ("comment",) and "\n" in value:
+                err = "invalid format - value must not contain a newline"
+            if err:
+                errors[key] = err
+        if errors:
+            raise param_error({k: v if v.endswith("\n") else v + "\n" for k, v in errors.items()})
+
+    @staticmethod
+    def _verify_selection(job):
+        """PVE::VZDump::verify_vzdump_parameters($param, 1)."""
+        if parse_bool(job.get("all", "0")) == 1 and job.get("vmid"):
+            raise param_error({"all": "option conflicts with option 'vmid'\n"})
+        if job.get("exclude") and job.get("vmid"):
+            raise param_error({"exclude": "option conflicts with option 'vmid'\n"})
+        if job.get("pool") and job.get("vmid"):
+            raise param_error({"pool": "option conflicts with option 'vmid'\n"})
+        if job.get("exclude") and not job.get("pool"):
+            job["all"] = "1"
+        if not (parse_bool(job.get("all", "0")) == 1 or job.get("pool") or job.get("vmid")):
+            raise param_error({"vmid": "property is missing\n"})
+
+    def _job_out(self, job):
+        out = {"type": "vzdump"}
+        for key, value in job.items():
+            out[key] = int(value) if key in BACKUP_BOOL_KEYS or key in ("bwlimit", "ionice", "lockwait") else value
+        if parse_bool(job.get("enabled", "1")) == 1:
+            out["next-run"] = int(time.time()) + 3600
+        return out
+
+    def h_backup_index(self, p, auth):
+        return [self._job_out(job) for _jid, job in sorted(self.backup_jobs.items())]
+
+    def h_backup_create(self, p, auth):
+        self._check_backup_params(p, creating=True)
+        if "schedule" not in p and "starttime" not in p:
+            raise param_error({"schedule": "property is missing and it is not optional\n"})
+        job = dict(p)
+        jid = job.pop("id", None) or f"backup-{_uuid()[:13]}"
+        if jid in self.backup_jobs:
+            raise die(f"Job '{jid}' already exists")
+        job.setdefault("enabled", "1")
+        self._verify_selection(job)
+        self.backup_jobs[jid] = {"id": jid, **job}
+        return None
+
+    def _backup_job(self, jid):
+        if jid not in self.backup_jobs:
+            raise param_error({"id": f"No such job '{jid}'\n"})
+        return self.backup_jobs[jid]
+
+    def h_backup_read(self, p, auth, jid):
+        return self._job_out(self._backup_job(jid))
+
+    def h_backup_update(self, p, auth, jid):
+        job = dict(self._backup_job(jid))
+        self._check_backup_params(p, creating=False)
+        for key in split_list(p.get("delete", "")):
+            job.pop(key, None)
+        for key, value in p.items():
+            if key not in ("delete", "digest", "id"):
+                job[key] = value
+        if job.get("exclude") and not job.get("pool"):
+            job["all"] = "1"
+        if "vmid" in p:
+            for key in ("all", "exclude", "pool"):
+                job.pop(key, None)
+        elif parse_bool(p.get("all", "0")) == 1:
+            job.pop("vmid", None)
+            job.pop("pool", None)
+        elif job.get("pool"):
+            job.pop("vmid", None)
+            job.pop("all", None)
+        self._verify_selection(job)
+        self.backup_jobs[jid] = job
+        return None
+
+    def h_backup_delete(self, p, auth, jid):
+        self._backup_job(jid)
+        del self.backup_jobs[jid]
+        return None
+
+    def h_vzdump(self, p, auth, node):
+        """POST /nodes/{node}/vzdump: one task backing up the selected guests that live on this node."""
+        self._node(node)
+        params = {k: v for k, v in p.items() if k != "job-id"}
+        self._check_backup_params({k: v for k, v in params.items() if k not in ("stdout", "quiet")}, creating=True)
+        self._verify_selection(dict(params))
+        if params.get("node") and params["node"] != node:
+            return None  # "silent exit if we run on wrong node"
+        if params.get("vmid"):
+            wanted = [int(v) for v in split_list(params["vmid"])]
+        else:
+            excluded = {int(v) for v in split_list(params.get("exclude", ""))}
+            wanted = [vm.vmid for vm in sorted(self.vms.values(), key=lambda v: v.vmid)
+                      if vm.config.get("template") != "1" and vm.vmid not in excluded
+                      and (not params.get("pool") or vm.pool == params["pool"])]
+        local = [v for v in wanted if v in self.vms and self.vms[v].node == node]
+        external = [v for v in wanted if v in self.vms and self.vms[v].node != node]
+        missing = [v for v in wanted if v not in self.vms]
+        storage = params.get("storage") or "local"
+        tid = str(local[0]) if len(local) == 1 and not missing else ""
+        task = self._new_task(node, "vzdump", tid, auth)
+        duration = self.durations.get("vzdump", 1.0)
+        guests = local + missing
+        step = duration / (len(guests) + 1)
+        mode = params.get("mode") or "snapshot"
+        compress = {"0": None, "1": "lzo", "gzip": "gz", "lzo": "lzo", "zstd": "zst"}.get(params.get("compress", "0"))
+        task.at(0, f"INFO: starting new backup job: vzdump {' '.join(map(str, wanted))} --storage {storage} --mode {mode}")
+        if external:
+            task.at(0, f"INFO: skip external VMs: {', '.join(map(str, external))}")
+        st = self.storages.get((node, storage))
+
+        def storage_check():
+            if st is None:
+                raise TaskFailure(f"storage '{storage}' does not exist")
+            if "backup" not in st["content"].split(","):
+                raise TaskFailure(f"can't use storage '{storage}' for backups - wrong content type")
+
+        task.at(0, None, storage_check)
+        failed = []
+        for n, vmid in enumerate(guests):
+            at = step * (n + 1)
+            if vmid not in self.vms:
+                task.at(at, f"ERROR: Backup of VM {vmid} failed - unable to find VM '{vmid}'")
+                failed.append(vmid)
+                continue
+            vm = self.vms[vmid]
+            task.at(at - step * 0.9, f"INFO: Starting Backup of VM {vmid} (qemu)", self._backup_lock(vm))
+            task.at(at, f"INFO: Finished Backup of VM {vmid}", self._backup_done(node, storage, vm, params, compress))
+        task.at(duration, "INFO: Backup job finished successfully" if not failed else
+                "INFO: Backup job finished with errors")
+        if failed:
+            def fail(ids=tuple(failed)):
+                raise TaskFailure(f"job errors: {len(ids)} backup(s) failed")
+            task.at(duration, None, fail)
+        return self._register(task)
+
+    def _backup_lock(self, vm):
+        def effect():
+            if vm.lock:
+                raise TaskFailure(f"VM {vm.vmid} is locked ({vm.lock})")
+            vm.config["lock"] = "backup"
+        return effect
+
+    def _backup_done(self, node, storage, vm, params, compress):
+        def effect():
+            vm.config.pop("lock", None)
+            stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime())
+            ext = f"vma.{compress}" if compress else "vma"
+            notes = (params.get("notes-template") or "").replace("{{guestname}}", vm.config.get("name", ""))
+            notes = notes.replace("{{vmid}}", str(vm.vmid)).replace("{{node}}", node).replace("{{cluster}}", "double")
+            self.backups.append({
+                "volid": f"{storage}:backup/vzdump-qemu-{vm.vmid}-{stamp}.{ext}", "vmid": vm.vmid, "node": node,
+                "storage": storage, "ctime": int(time.time()), "format": ext, "size": 512 * MiB, "notes": notes,
+                "subtype": "qemu",
+            })
+        return effect
+
+
 # --------------------------------------------------------------------- model ---
 class Task:
     def __init__(self, double, node, ttype, tid, user, on_error=None):
@@ -776,7 +1079,7 @@ class VM:
         return conf
 
 
-class PveDouble:
+class PveDouble(_BackupJobs):
     """The stateful API double.  ``start()`` returns the base URL; use as a context manager."""
 
     def __init__(
@@ -820,6 +1123,8 @@ class PveDouble:
         self.volumes = {}  # volid -> size
         self.tasks = {}
         self.tickets = {}
+        self.backup_jobs = {}  # id -> job keys as stored (strings)
+        self.backups = []  # backup archives written by vzdump tasks
         self.requests = []  # (method, path, status)
         self._failures = []  # injected request failures
         self._task_faults = []  # injected task failures / warnings
@@ -2228,6 +2533,12 @@ ROUTES = [
     ("GET", r"/pools/(?P<poolid>[^/]+)", "h_pool_get"),
     ("PUT", r"/pools/(?P<poolid>[^/]+)", "h_pool_update"),
     ("GET", r"/storage", "h_storage"),
+    ("GET", r"/cluster/backup", "h_backup_index"),
+    ("POST", r"/cluster/backup", "h_backup_create"),
+    ("GET", r"/cluster/backup/(?P<jid>[^/]+)", "h_backup_read"),
+    ("PUT", r"/cluster/backup/(?P<jid>[^/]+)", "h_backup_update"),
+    ("DELETE", r"/cluster/backup/(?P<jid>[^/]+)", "h_backup_delete"),
+    ("POST", r"/nodes/(?P<node>[^/]+)/vzdump", "h_vzdump"),
 ]
 COMPILED = [(m, re.compile(f"^{pat}/?$"), name) for m, pat, name in ROUTES]
 KNOWN_PATHS = [re.compile(f"^{pat}/?$") for _m, pat, _n in ROUTES]
