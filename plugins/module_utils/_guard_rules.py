@@ -577,7 +577,8 @@ def analyse_k3s(change, settings):
         return [_finding("k3s_server", f"changes K3s server {change['host']} (group {', '.join(sorted(groups))})",
                          _ev(change, groups=sorted(groups)))]
     service = str(change["args"].get("name") or change["args"].get("service") or "")
-    if _short_action(change["action"]) in ("systemd", "systemd_service", "service") and service in ("k3s", "k3s.service"):
+    if (_short_action(change["action"]) in ("systemd", "systemd_service", "service", "k3s_service")
+            and service in ("k3s", "k3s.service")):
         return [_finding("k3s_server", f"{change['args'].get('state') or 'changes'} the K3s server service",
                          _ev(change, service=service))]
     for f in change["files"]:
