@@ -342,11 +342,11 @@ def argvs(draw):
             argv += ["--data", draw(DATA)]
     elif kind == "show":
         argv = ["audit", "show"] + draw(st.sampled_from([[], ["--json"]]))
-        argv += draw(st.one_of(st.just([]), st.tuples(st.sampled_from(["--last", "--tag", "--job"]),
-                                                       st.one_of(ANY_TEXT, st.integers().map(str))).map(list)))
+        option = st.tuples(st.sampled_from(["--last", "--tag", "--job"]), st.one_of(ANY_TEXT, st.integers().map(str)))
+        argv += draw(st.one_of(st.just([]), option.map(list)))
     elif kind == "verify":
-        argv = ["audit", "verify"] + draw(st.lists(st.tuples(st.sampled_from(["--head", "--file"]), PATH).map(list),
-                                                    max_size=2).map(lambda pairs: [a for p in pairs for a in p]))
+        pairs = st.lists(st.tuples(st.sampled_from(["--head", "--file"]), PATH), max_size=2)
+        argv = ["audit", "verify"] + draw(pairs.map(lambda ps: [a for p in ps for a in p]))
     elif kind in ("head", "export"):
         argv = ["audit", kind] + draw(st.one_of(st.just([]), PATH.map(lambda p: ["-o", p])))
     elif kind == "status":

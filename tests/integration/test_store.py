@@ -99,7 +99,7 @@ def test_what_is_not_valid_utf8_json_is_refused_on_both_engines(store, subject, 
 
 def test_deep_data_is_refused_without_exhausting_the_stack(store):
     deep = leaf = {}
-    for _ in range(100_000):
+    for _level in range(100_000):
         leaf["x"] = {}
         leaf = leaf["x"]
     with pytest.raises(_store.RecordError, match="nested deeper than 64 levels"):

@@ -32,7 +32,7 @@ SITE_PACKAGES = Path(next(p for p in sys.path if p.endswith("site-packages") and
 
 
 def run(cmd, *, env=None, cwd=None, check=True, timeout=600):
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
     return proc

@@ -29,12 +29,12 @@ def test_check_value_names_the_place(value, message):
 
 def test_check_value_is_iterative_and_bounded():
     value = []
-    for _ in range(200_000):  # far past the interpreter's recursion limit
+    for _level in range(200_000):  # far past the interpreter's recursion limit
         value = [value]
     with pytest.raises(_audit.NotRecordable, match="nested deeper than 64 levels"):
         _audit.check_value(value)
     ok = "leaf"
-    for _ in range(_audit.MAX_DEPTH):
+    for _level in range(_audit.MAX_DEPTH):
         ok = [ok]
     assert _audit.check_value(ok) is ok
 
