@@ -16,6 +16,7 @@ the keys that differ (``PUT`` with ``delete`` for keys to drop), so a second run
 from __future__ import annotations
 
 import re
+import time
 
 from ansible_collections.locus.infra.plugins.module_utils._proxmox import ProxmoxError
 
@@ -168,6 +169,24 @@ def normalise_job(job):
     # PVE sets all=1 when exclude is given without a pool
     if out["exclude"] and not out["pool"]:
         out["all"] = True
+    return out
+
+
+def selected_guests(job, resources):
+    """The guests a job selects now: ``{vmid: node}`` (templates are not backed up; a listed
+    VMID the cluster lacks maps to None)."""
+    norm = normalise_job(job)
+    guests = {int(r["vmid"]): r for r in resources if r.get("type") in ("qemu", "lxc")}
+    if norm["vmid"]:
+        return {vmid: guests[vmid]["node"] if vmid in guests else None for vmid in norm["vmid"]}
+    exclude = set(norm["exclude"] or [])
+    out = {}
+    for vmid, res in guests.items():
+        if res.get("template") or vmid in exclude:
+            continue
+        if norm["pool"] and res.get("pool") != norm["pool"]:
+            continue
+        out[vmid] = res.get("node")
     return out
 
 
@@ -385,24 +404,8 @@ class BackupJobManager:
             job.pop("all", None)
         return job
 
-    def guests(self, job):
-        """The guests the job selects now: ``{vmid: node}`` (templates are not backed up)."""
-        norm = normalise_job(job)
-        guests = {int(r["vmid"]): r for r in self.resources() if r.get("type") in ("qemu", "lxc")}
-        if norm["vmid"]:
-            return {vmid: guests[vmid]["node"] if vmid in guests else None for vmid in norm["vmid"]}
-        exclude = set(norm["exclude"] or [])
-        out = {}
-        for vmid, res in guests.items():
-            if res.get("template") or vmid in exclude:
-                continue
-            if norm["pool"] and res.get("pool") != norm["pool"]:
-                continue
-            out[vmid] = res.get("node")
-        return out
-
     def _run_now(self, job):
-        selected = self.guests(job)
+        selected = selected_guests(job, self.resources())
         missing = sorted(v for v, node in selected.items() if node is None)
         if missing:
             self.warnings.append(f"backup job {self.job_id} names guests that do not exist: "
@@ -465,3 +468,74 @@ def run(client, params, check_mode=False):
     if client.retried:
         result["retries"] = client.retried
     return result, manager.warnings
+
+
+# ------------------------------------------------------------------- info ---
+def backup_info(client, vms=None, max_age_hours=None, now=None):
+    """Jobs, the guests no job covers (PVE's ``/cluster/backup-info/not-backed-up``), and per guest
+    the enabled jobs that select it and its newest backup on any storage with ``backup`` content.
+
+    Requests: cluster/resources, cluster/backup, not-backed-up, and one content listing per backup
+    storage (a shared storage once)."""
+    now = time.time() if now is None else now
+    resources = client.resources()
+    jobs = client.request("GET", "cluster/backup") or []
+    not_backed_up = client.request("GET", "cluster/backup-info/not-backed-up") or []
+    uncovered = {int(item["vmid"]) for item in not_backed_up}
+    guests = {int(r["vmid"]): r for r in resources if r.get("type") in ("qemu", "lxc") and not r.get("template")}
+    job_out, covering = [], {}
+    for job in jobs:
+        norm = normalise_job(job)
+        selected = selected_guests(job, resources)
+        job_out.append({"id": job.get("id"), **{k: v for k, v in norm.items() if k != "ref_tag"},
+                        "ref_tag": norm["ref_tag"], "guests": sorted(selected)})
+        if norm["enabled"]:
+            for vmid in selected:
+                covering.setdefault(vmid, []).append(job.get("id"))
+    newest, seen_shared = {}, set()
+    for res in resources:
+        if res.get("type") != "storage" or res.get("status") != "available":
+            continue
+        if "backup" not in str(res.get("content") or "").split(","):
+            continue
+        if res.get("shared"):
+            if res["storage"] in seen_shared:
+                continue
+            seen_shared.add(res["storage"])
+        path = f"nodes/{res['node']}/storage/{res['storage']}/content"
+        for item in client.request("GET", path, {"content": "backup"}) or []:
+            if item.get("vmid") is None or item.get("ctime") is None:
+                continue
+            vmid = int(item["vmid"])
+            if vmid not in newest or int(item["ctime"]) > newest[vmid]["ctime"]:
+                newest[vmid] = {"ctime": int(item["ctime"]), "volid": item.get("volid"), "storage": res["storage"]}
+    out, by_name = [], {}
+    for vmid in sorted(guests):
+        res = guests[vmid]
+        last = newest.get(vmid)
+        entry = {"vmid": vmid, "name": res.get("name"), "node": res.get("node"), "type": res.get("type"),
+                 "covered": vmid not in uncovered, "jobs": sorted(covering.get(vmid, [])),
+                 "last_backup": last["ctime"] if last else None,
+                 "last_backup_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last["ctime"])) if last else None,
+                 "age_hours": round((now - last["ctime"]) / 3600.0, 2) if last else None,
+                 "volid": last["volid"] if last else None}
+        if max_age_hours is not None:
+            entry["fresh"] = bool(last) and entry["age_hours"] < max_age_hours
+        out.append(entry)
+        by_name.setdefault(res.get("name"), []).append(entry)
+    result = {"jobs": job_out, "not_backed_up": sorted(uncovered), "guests": out,
+              "by_name": {name: items[0] for name, items in by_name.items() if name and len(items) == 1}}
+    if vms:
+        wanted, missing = [], []
+        for ident in vms:
+            text = str(ident)
+            match = [e for e in out if (text.isdigit() and e["vmid"] == int(text)) or e["name"] == text]
+            if not match:
+                missing.append(text)
+            wanted.extend(e for e in match if e not in wanted)
+        result["guests"] = wanted
+        result["missing"] = missing
+    if max_age_hours is not None:
+        result["stale"] = sorted(e["name"] or str(e["vmid"]) for e in result["guests"] if not e["fresh"])
+    result["uncovered"] = sorted(e["name"] or str(e["vmid"]) for e in result["guests"] if not e["covered"])
+    return result

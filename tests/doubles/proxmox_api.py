@@ -47,7 +47,10 @@ Backup jobs (``/cluster/backup``) and ``vzdump`` follow pve-manager ``PVE/API2/B
 (one task per node, ``skip external VMs``, "silent exit if we run on wrong node"), pve-common
 ``PVE/CalendarEvent.pm`` (``invalid calendar event '...' - ...``) and the API viewer's schema for
 ``prune-backups`` (keep-* integers >= 1, ``keep-all`` alone), ``mode``/``compress`` enums and
-``pve-vmid-list``. A vzdump task locks each VM (``backup``) while it is backed up and records
+``pve-vmid-list``; ``backup-info/not-backed-up`` (Backup.pm ``get_guests_not_in_backup``:
+guests no job selects, templates left out) and ``storage/{storage}/content`` (pve-storage
+``PVE/API2/Storage/Content.pm``: ``volid``, ``ctime``, ``format``, ``size``, ``vmid``,
+``notes``, ``subtype``). A vzdump task locks each VM (``backup``) while it is backed up and records
 an archive per VM in ``backups`` (volid, vmid, ctime, notes from ``notes-template``).
 
 Served endpoints::
@@ -78,6 +81,8 @@ Served endpoints::
     GET    /cluster/backup, POST /cluster/backup
     GET    /cluster/backup/{id}, PUT /cluster/backup/{id}, DELETE /cluster/backup/{id}
     POST   /nodes/{node}/vzdump                            (task vzdump)
+    GET    /cluster/backup-info/not-backed-up
+    GET    /nodes/{node}/storage/{storage}/content         (content=backup: vzdump archives)
 
 Test control happens in-process through methods of :class:`PveDouble` (``add_template``,
 ``fail_task``, ``warn_task``, ``hold_lock``, ``hold_flock``, ``fail_requests``,
@@ -966,6 +971,58 @@ class _BackupJobs:
                 raise TaskFailure(f"job errors: {len(ids)} backup(s) failed")
             task.at(duration, None, fail)
         return self._register(task)
+
+    def add_backup(self, vmid, storage="local", node=None, age_hours=0.0, notes=""):
+        """Plant a backup archive made ``age_hours`` ago (as an earlier vzdump would have left it)."""
+        with self._lock:
+            vm = self.vms[int(vmid)]
+            ctime = int(time.time() - age_hours * 3600)
+            stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime(ctime))
+            self.backups.append({
+                "volid": f"{storage}:backup/vzdump-qemu-{vm.vmid}-{stamp}.vma.zst", "vmid": vm.vmid,
+                "node": node or vm.node, "storage": storage, "ctime": ctime, "format": "vma.zst", "size": 512 * MiB,
+                "notes": notes, "subtype": "qemu",
+            })
+
+    def h_not_backed_up(self, p, auth):
+        """GET /cluster/backup-info/not-backed-up: guests (not templates) no job selects, disabled jobs included."""
+        covered = set()
+        for job in self.backup_jobs.values():
+            if job.get("vmid"):
+                covered |= {int(v) for v in split_list(job["vmid"])}
+                continue
+            excluded = {int(v) for v in split_list(job.get("exclude", ""))}
+            for vm in self.vms.values():
+                if vm.vmid in excluded or (job.get("pool") and vm.pool != job["pool"]):
+                    continue
+                covered.add(vm.vmid)
+        return [{"vmid": vm.vmid, "name": vm.config.get("name", f"VM {vm.vmid}"), "type": "qemu"}
+                for vm in sorted(self.vms.values(), key=lambda v: v.vmid)
+                if vm.config.get("template") != "1" and vm.vmid not in covered]
+
+    def h_storage_content(self, p, auth, node, storage):
+        """GET /nodes/{node}/storage/{storage}/content (backup volumes; ``content`` and ``vmid`` filters)."""
+        self._node(node)
+        st = self.storages.get((node, storage))
+        if st is None:
+            raise die(f"storage '{storage}' does not exist")
+        content = p.get("content")
+        if content not in (None, "backup"):
+            raise ApiError(501, f"content type '{content}' is not served by the double (only backup)")
+        if content == "backup" and "backup" not in st["content"].split(","):
+            return []
+        out = []
+        for b in self.backups:
+            if b["storage"] != storage or (not st["shared"] and b["node"] != node):
+                continue
+            if p.get("vmid") and int(p["vmid"]) != b["vmid"]:
+                continue
+            item = {"volid": b["volid"], "content": "backup", "ctime": b["ctime"], "format": b["format"],
+                    "size": b["size"], "vmid": b["vmid"], "subtype": b["subtype"]}
+            if b["notes"]:
+                item["notes"] = b["notes"]
+            out.append(item)
+        return out
 
     def _backup_lock(self, vm):
         def effect():
@@ -2539,6 +2596,8 @@ ROUTES = [
     ("PUT", r"/cluster/backup/(?P<jid>[^/]+)", "h_backup_update"),
     ("DELETE", r"/cluster/backup/(?P<jid>[^/]+)", "h_backup_delete"),
     ("POST", r"/nodes/(?P<node>[^/]+)/vzdump", "h_vzdump"),
+    ("GET", r"/cluster/backup-info/not-backed-up", "h_not_backed_up"),
+    ("GET", r"/nodes/(?P<node>[^/]+)/storage/(?P<storage>[^/]+)/content", "h_storage_content"),
 ]
 COMPILED = [(m, re.compile(f"^{pat}/?$"), name) for m, pat, name in ROUTES]
 KNOWN_PATHS = [re.compile(f"^{pat}/?$") for _m, pat, _n in ROUTES]

@@ -133,7 +133,7 @@ def test_every_action_plugin_goes_through_the_halt_check():
 
 # Modules without an action plugin run on a target and must only read; everything else that a
 # playbook can call goes through an action plugin checked above.
-READ_ONLY_MODULES = {"nginx_probe", "ops_probe", "proxmox_node_info"}
+READ_ONLY_MODULES = {"nginx_probe", "ops_probe", "proxmox_node_info", "proxmox_backup_info"}
 
 
 def test_every_module_that_changes_anything_goes_through_the_halt_check():
