@@ -87,9 +87,12 @@ $(VENV)/.locus-stamp: requirements.lock pyproject.toml
 
 # The demo on the embedded defaults: the local lab (lab up -> site -> verify -> the controller
 # demo), then the agents' review of that run on the embedded model; SQLite store.
+# DEMO_OLLAMA=ollama1: the review runs through the lab's Ollama host instead (docs/ollama.md).
+DEMO_OLLAMA ?=
 demo: setup
 	$(BIN)/ansible-playbook -i inventory/localhost.yml -i inventory/lab playbooks/demo_lab.yml
-	$(BIN)/ansible-playbook playbooks/demo_agents.yml
+	$(BIN)/ansible-playbook $(if $(DEMO_OLLAMA),-i inventory/localhost.yml -i inventory/lab -e demo_ollama=$(DEMO_OLLAMA)) \
+	    playbooks/demo_agents.yml
 
 # Re-pin the whole dependency tree after changing pyproject.toml. llama-cpp-python is left out
 # of the lock: its wheel is built once per machine (see llama-wheel).

@@ -66,7 +66,7 @@ def test_the_front_site_sends_the_host_ollama_accepts_and_checks_the_token():
     site_data = {"name": "ollama.lab.example", "type": "proxy", "upstreams": ["127.0.0.1:11434"], "upstream_host": "localhost:11434",
                  "proxy_read_timeout": "600s", "probe": {"path": "/api/version", "status": [401]},
                  "rate_limit": {"zone": "ollama_api", "burst": 20}, "gzip": False,
-                 "extra_directives": ["proxy_buffering off;", "include /etc/nginx/locus-ollama-auth.conf;"]}
+                 "extra_directives": ["proxy_buffering off;", "include /etc/ollama/nginx-auth.conf;"]}
     (site,) = model.normalise([site_data], "ollama1", settings)
     assert site["upstream_host"] == "localhost:11434" and site["probe"] == {"path": "/api/version", "status": [401]}
     (default,) = model.normalise([{**site_data, "upstream_host": "$host"}], "ollama1", settings)
@@ -77,5 +77,5 @@ def test_the_front_site_sends_the_host_ollama_accepts_and_checks_the_token():
     text = Templar(loader=None, variables={"site": site, "nginx_http2": True, "nginx_state_dir": "/var/lib/locus-nginx"}).template(
         trust_as_template((nginx_role / "templates/site.conf.j2").read_text()))
     assert "        proxy_set_header Host localhost:11434;\n" in text
-    assert "    proxy_buffering off;\n" in text and "    include /etc/nginx/locus-ollama-auth.conf;\n" in text
+    assert "    proxy_buffering off;\n" in text and "    include /etc/ollama/nginx-auth.conf;\n" in text
     assert "proxy_read_timeout 600s;" in text and "limit_req zone=ollama_api burst=20 nodelay;" in text
