@@ -50,7 +50,10 @@ Backup jobs (``/cluster/backup``) and ``vzdump`` follow pve-manager ``PVE/API2/B
 ``pve-vmid-list``; ``backup-info/not-backed-up`` (Backup.pm ``get_guests_not_in_backup``:
 guests no job selects, templates left out) and ``storage/{storage}/content`` (pve-storage
 ``PVE/API2/Storage/Content.pm``: ``volid``, ``ctime``, ``format``, ``size``, ``vmid``,
-``notes``, ``subtype``). A vzdump task locks each VM (``backup``) while it is backed up and records
+``notes``, ``subtype``); PBS storages as pve-storage ``PVE/API2/Storage/Config.pm`` and
+``PVE/Storage/PBSPlugin.pm`` handle them (``storage ID '...' already defined``, the password and
+``encryption-key`` kept apart in /etc/pve/priv and never read back, ``autogen`` returning the
+new key in ``config``). A vzdump task locks each VM (``backup``) while it is backed up and records
 an archive per VM in ``backups`` (volid, vmid, ctime, notes from ``notes-template``).
 
 Served endpoints::
@@ -82,6 +85,7 @@ Served endpoints::
     GET    /cluster/backup/{id}, PUT /cluster/backup/{id}, DELETE /cluster/backup/{id}
     POST   /nodes/{node}/vzdump                            (task vzdump)
     GET    /cluster/backup-info/not-backed-up
+    POST   /storage, GET|PUT|DELETE /storage/{storage}     (type pbs; password/encryption-key never returned)
     GET    /nodes/{node}/storage/{storage}/content         (content=backup: vzdump archives)
 
 Test control happens in-process through methods of :class:`PveDouble` (``add_template``,
@@ -1024,6 +1028,93 @@ class _BackupJobs:
             out.append(item)
         return out
 
+    # PBS storages (pve-storage PVE/API2/Storage/Config.pm, PVE/Storage/PBSPlugin.pm)
+    PBS_KEYS = ("server", "datastore", "username", "password", "fingerprint", "encryption-key", "port", "namespace",
+                "nodes", "disable", "content", "prune-backups", "master-pubkey")
+
+    def _check_pbs_params(self, p, creating):
+        errors = {}
+        for key, value in p.items():
+            if key in ("storage", "type", "delete", "digest"):
+                continue
+            if key not in self.PBS_KEYS:
+                errors[key] = "property is not defined in schema and the schema does not allow additional properties"
+            elif key == "fingerprint" and not re.fullmatch(r"([A-Fa-f0-9]{2}:){31}[A-Fa-f0-9]{2}", value):
+                errors[key] = "invalid format - value does not look like a valid certificate fingerprint"
+            elif key in ("port", "disable"):
+                err = _check_int(value, 1, 65535) if key == "port" else _check_bool(value)
+                if err:
+                    errors[key] = err
+            elif key == "content" and value != "backup":
+                errors[key] = f"invalid format - storage does not support content type '{value}'"
+        if creating:
+            for key in ("server", "datastore", "username"):
+                if not p.get(key):
+                    errors[key] = "property is missing and it is not optional"
+        if errors:
+            raise param_error({k: f"{v}\n" for k, v in errors.items()})
+
+    def h_storage_create(self, p, auth):
+        sid, stype = p.get("storage", ""), p.get("type", "")
+        if not re.fullmatch(r"[a-z][a-z0-9\-_.]*[a-z0-9]", sid, re.IGNORECASE):
+            raise param_error({"storage": f"invalid format - storage ID '{sid}' contains illegal characters\n"})
+        if stype != "pbs":
+            raise ApiError(501, f"storage type '{stype}' is not served by the double (only pbs)")
+        if any(s == sid for (_n, s) in self.storages):
+            raise die(f"create storage failed: storage ID '{sid}' already defined")
+        self._check_pbs_params(p, creating=True)
+        conf = {k: v for k, v in p.items() if k in self.PBS_KEYS and k not in ("password", "encryption-key")}
+        conf.setdefault("content", "backup")
+        secrets = {k: p[k] for k in ("password", "encryption-key") if k in p}
+        out = {"storage": sid, "type": "pbs"}
+        if secrets.get("encryption-key") == "autogen":
+            secrets["encryption-key"] = json.dumps({"kdf": None, "data": base64.b64encode(os.urandom(32)).decode()})
+            out["config"] = {"encryption-key": json.loads(secrets["encryption-key"])}
+        elif "encryption-key" in secrets:
+            try:
+                json.loads(secrets["encryption-key"])
+            except ValueError:
+                raise die("failed to parse encryption key") from None
+        self.pbs_config[sid] = conf
+        self.storage_secrets[sid] = secrets
+        for node in split_list(conf.get("nodes", "")) or list(self.nodes):
+            self.add_storage(node, sid, "pbs", "backup", total=2 * TiB, shared=True)
+        return out
+
+    def h_storage_read(self, p, auth, storage):
+        if storage in self.pbs_config:
+            return {"storage": storage, "type": "pbs", **self.pbs_config[storage], "digest": "0" * 40}
+        for (_n, sid), st in self.storages.items():
+            if sid == storage:
+                return {"storage": sid, "type": st["type"], "content": st["content"], "digest": "0" * 40}
+        raise die(f"storage '{storage}' does not exist")
+
+    def h_storage_update(self, p, auth, storage):
+        if storage not in self.pbs_config:
+            self.h_storage_read(p, auth, storage)
+            raise ApiError(501, f"updating storage '{storage}' is not served by the double (only pbs)")
+        self._check_pbs_params(p, creating=False)
+        conf = dict(self.pbs_config[storage])
+        for key in split_list(p.get("delete", "")):
+            if key not in self.PBS_KEYS:
+                raise param_error({"delete": f"unknown option '{key}'\n"})
+            conf.pop(key, None)
+        for key, value in p.items():
+            if key in ("password", "encryption-key"):
+                self.storage_secrets[storage][key] = value
+            elif key in self.PBS_KEYS:
+                conf[key] = value
+        self.pbs_config[storage] = conf
+        return None
+
+    def h_storage_delete(self, p, auth, storage):
+        self.h_storage_read(p, auth, storage)
+        for key in [k for k in self.storages if k[1] == storage]:
+            del self.storages[key]
+        self.pbs_config.pop(storage, None)
+        self.storage_secrets.pop(storage, None)
+        return None
+
     def _backup_lock(self, vm):
         def effect():
             if vm.lock:
@@ -1182,6 +1273,8 @@ class PveDouble(_BackupJobs):
         self.tickets = {}
         self.backup_jobs = {}  # id -> job keys as stored (strings)
         self.backups = []  # backup archives written by vzdump tasks
+        self.pbs_config = {}  # PBS storages added through POST /storage (secrets apart, as PVE keeps them)
+        self.storage_secrets = {}
         self.requests = []  # (method, path, status)
         self._failures = []  # injected request failures
         self._task_faults = []  # injected task failures / warnings
@@ -2597,6 +2690,10 @@ ROUTES = [
     ("DELETE", r"/cluster/backup/(?P<jid>[^/]+)", "h_backup_delete"),
     ("POST", r"/nodes/(?P<node>[^/]+)/vzdump", "h_vzdump"),
     ("GET", r"/cluster/backup-info/not-backed-up", "h_not_backed_up"),
+    ("POST", r"/storage", "h_storage_create"),
+    ("GET", r"/storage/(?P<storage>[^/]+)", "h_storage_read"),
+    ("PUT", r"/storage/(?P<storage>[^/]+)", "h_storage_update"),
+    ("DELETE", r"/storage/(?P<storage>[^/]+)", "h_storage_delete"),
     ("GET", r"/nodes/(?P<node>[^/]+)/storage/(?P<storage>[^/]+)/content", "h_storage_content"),
 ]
 COMPILED = [(m, re.compile(f"^{pat}/?$"), name) for m, pat, name in ROUTES]
