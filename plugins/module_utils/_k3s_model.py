@@ -289,6 +289,7 @@ def plan(settings, host, groups, addresses=None):
         "install_path": f"{s['install_dir']}/k3s-{version}",
         "config": config,
         "dropins": dropins,
+        "dropin_files": [f"{s['config_dir']}/config.yaml.d/{n}.yaml" for n in sorted(dropins)],
         "node_name": node_name,
         "api_port": port,
         "token_file": s["token_file"],

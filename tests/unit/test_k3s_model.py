@@ -48,6 +48,8 @@ def test_first_server_joiners_and_agents():
     assert agent["config"]["server"] == "https://10.77.0.51:6443"
     assert agent["config"]["node-label"] == ["tier=web"]
     assert not {"token", "agent-token", "write-kubeconfig-mode"} & set(agent["config"])
+    dropped = model.plan(settings(config_dropins={"20-b": {}, "10-a": {"node-label+": ["x=y"]}}), "a1", GROUPS, ADDRESSES)
+    assert dropped["dropin_files"] == ["/etc/rancher/k3s/config.yaml.d/10-a.yaml", "/etc/rancher/k3s/config.yaml.d/20-b.yaml"]
 
 
 def test_context_overrides_variables_and_names_unknown_keys():
