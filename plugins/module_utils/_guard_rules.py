@@ -10,7 +10,7 @@ groups, and file diffs (before/after text, or a unified diff). Each analyser loo
 facts only and returns findings ``{rule, risk, message, evidence}``; the policy assigns
 each rule its risk. Nothing here calls a model.
 
-Rules: ``vm_delete``, ``vm_stop``, ``backup_reduced``, ``bgp_filter``, ``bgp_export_all``, ``bgp_neighbor``,
+Rules: ``vm_delete``, ``vm_stop``, ``vm_migrate``, ``backup_reduced``, ``bgp_filter``, ``bgp_export_all``, ``bgp_neighbor``,
 ``public_bind``, ``auth_removed``, ``tls_removed``, ``crypto_weakened``, ``k3s_server``, ``plaintext_secret``,
 ``resource_pressure``, ``resource_exhausted``, ``unpredictable``, ``check_failed``
 (``agent_reject`` is raised by the decision when an AI review recommends rejection). The
@@ -30,6 +30,7 @@ RULES = {
     "vm_delete": "deletes a virtual machine",
     "vm_stop": "stops or restarts a virtual machine",
     "backup_reduced": "deletes a Proxmox backup job or drops guests from one",
+    "vm_migrate": "moves a virtual machine to another node",
     "bgp_filter": "changes a BGP import/export filter (route leak risk)",
     "bgp_export_all": "exports all routes to a BGP neighbour (route leak)",
     "bgp_neighbor": "adds, removes or changes a BGP neighbour",
@@ -319,6 +320,9 @@ def analyse_vm(change, settings):
     name = args.get("name") or args.get("vmid") or args.get("hostname") or "?"
     if state in ("absent", "removed", "undefined", "destroyed", "deleted"):
         return [_finding("vm_delete", f"deletes VM {name} (state={state})", _ev(change, vm=str(name), state=state))]
+    if state == "migrated":
+        target = str(args.get("node") or args.get("target") or "?")
+        return [_finding("vm_migrate", f"moves VM {name} to node {target}", _ev(change, vm=str(name), node=target))]
     if state in ("stopped", "restarted", "shutdown", "rebooted", "paused"):
         return [_finding("vm_stop", f"{'restarts' if state in ('restarted', 'rebooted') else 'stops'} VM {name} (state={state})",
                          _ev(change, vm=str(name), state=state))]

@@ -481,6 +481,7 @@ def node_facts(client, nodes=None, include_status=False, threshold=None):
             "uptime": res.get("uptime"),
             "storage": {},
             "vms": {"running": 0, "stopped": 0, "templates": 0},
+            "guests": [],
         }
         result[name] = entry
     for res in resources:
@@ -495,6 +496,8 @@ def node_facts(client, nodes=None, include_status=False, threshold=None):
                 "ratio": _ratio(res.get("disk"), res.get("maxdisk")),
             }
         elif res.get("type") == "qemu":
+            node["guests"].append({"vmid": int(res["vmid"]), "name": res.get("name"), "status": res.get("status"),
+                                   "template": bool(res.get("template")), "maxmem": res.get("maxmem")})
             if res.get("template"):
                 node["vms"]["templates"] += 1
             elif res.get("status") == "running":

@@ -473,9 +473,37 @@ class VmManager:
         vm = self._find(resources)
         if p["state"] == "absent":
             return self._absent(vm)
+        if p["state"] == "migrated":
+            return self._migrate(vm, resources)
         if vm is None:
             return self._create(resources)
         return self._update(vm)
+
+    def _migrate(self, vm, resources):
+        """Move the VM to ``node``: online (live) when it runs, with its local disks; nothing else changes."""
+        target, spec = self.p.get("node"), self.spec
+        if not target:
+            raise VmSpecError("node: state=migrated needs the target node")
+        if vm is None:
+            raise VmSpecError(f"name: VM {spec.name} does not exist; state=migrated moves an existing VM")
+        vmid, node, status = int(vm["vmid"]), vm["node"], vm.get("status")
+        nodes = {r.get("node") for r in client_nodes(self.client)}
+        if target not in nodes:
+            raise VmSpecError(f"node: {target} is not a node of the cluster (nodes: {', '.join(sorted(nodes))})")
+        if node == target:
+            return self._finish(vmid, node, status)
+        online = status == "running"
+        self.actions.append(f"migrate from {node} to {target} ({'online' if online else 'offline'})")
+        self.change("node", node, target)
+        if not self.check_mode:
+            params = {"target": target, "with-local-disks": 1}
+            if online:
+                params["online"] = 1
+            with self._slot(target):
+                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/migrate", params,
+                              what=f"migration of VM {vmid} ({spec.name}) to {target}")
+            node = target
+        return self._finish(vmid, node, status)
 
     def _finish(self, vmid, node, status, conf=None):
         res = self.result
@@ -635,8 +663,8 @@ class VmManager:
         client, spec, p = self.client, self.spec, self.p
         vmid, node, status = int(vm["vmid"]), vm["node"], vm.get("status")
         if p.get("node") and p["node"] != node:
-            self.warn(f"VM {spec.name} ({vmid}) runs on node {node}, not {p['node']}; migration is not done by this "
-                      "module -- it was managed where it is")
+            self.warn(f"VM {spec.name} ({vmid}) runs on node {node}, not {p['node']}; it was managed where it is "
+                      "(state: migrated moves it)")
         conf = client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
         if conf.get("lock"):
             self.warn(f"VM {spec.name} ({vmid}) is locked ({conf['lock']}); changes wait for the lock (retried)")
@@ -690,6 +718,11 @@ class VmManager:
                               "(state: restarted applies them now)")
             conf = _applied(conf, updates)
         return self._finish(vmid, node, status, conf)
+
+
+def client_nodes(client):
+    """The cluster's online nodes (``GET /cluster/resources?type=node``)."""
+    return [r for r in client.resources("node") if r.get("type") == "node" and r.get("status") == "online"]
 
 
 RECORD_INFO_KEYS = {"name", "cluster", "full_clone"}

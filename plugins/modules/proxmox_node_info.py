@@ -95,6 +95,11 @@ nodes:
     vms:
       description: Count of running and stopped VMs and templates on the node.
       type: dict
+    guests:
+      description: The VMs and templates on the node - C(vmid), C(name), C(status), C(template), C(maxmem) (what
+        C(playbooks/proxmox_evacuate.yml) moves).
+      type: list
+      elements: dict
     loadavg:
       description: Load average over 1, 5 and 15 minutes (with O(include_status)).
       type: list

@@ -58,7 +58,7 @@ options:
   node:
     description:
       - Node to create the VM on. Required to create a VM.
-      - An existing VM on another node is managed where it is (with a warning); it is not migrated.
+      - An existing VM on another node is managed where it is (with a warning), unless O(state=migrated) moves it there.
     type: str
   state:
     description:
@@ -67,8 +67,11 @@ options:
       - V(restarted) reboots a running VM (which also applies pending changes) or starts a stopped one;
         it always reports a change.
       - V(absent) removes the VM and its disks (a running VM is stopped first).
+      - V(migrated) moves an existing VM to O(node) - online (live) when it runs, offline when it is stopped, with its
+        local disks - and waits for the migration task; nothing else about the VM changes. See
+        C(playbooks/proxmox_evacuate.yml) to empty a node one VM at a time behind the guard.
     type: str
-    choices: [present, started, stopped, restarted, absent]
+    choices: [present, started, stopped, restarted, absent, migrated]
     default: present
   clone:
     description:
@@ -442,7 +445,8 @@ def argument_spec():
         locus_vm={"type": "dict"},
         vmid={"type": "int"},
         node={"type": "str"},
-        state={"type": "str", "default": "present", "choices": ["present", "started", "stopped", "restarted", "absent"]},
+        state={"type": "str", "default": "present",
+               "choices": ["present", "started", "stopped", "restarted", "absent", "migrated"]},
         clone={"type": "dict", "options": {"source": {"type": "str", "required": True},
                                            "full": {"type": "bool", "default": True}}},
         storage={"type": "str"},

@@ -74,6 +74,7 @@ Served endpoints::
     GET    /nodes/{node}/qemu/{vmid}/status/current
     POST   /nodes/{node}/qemu/{vmid}/status/{start,stop,shutdown,reboot}
     DELETE /nodes/{node}/qemu/{vmid}                      (task qmdestroy)
+    POST   /nodes/{node}/qemu/{vmid}/migrate               (task qmigrate: target, online, with-local-disks)
     GET    /nodes/{node}/tasks/{upid}/status
     GET    /nodes/{node}/tasks/{upid}/log
     DELETE /nodes/{node}/tasks/{upid}
@@ -129,6 +130,7 @@ DEFAULT_DURATIONS = {
     "resize": 0.3,
     "qmconfig": 0.2,
     "vzdump": 1.0,
+    "qmigrate": 0.8,
 }
 
 CPU_MODELS = {
@@ -2561,6 +2563,48 @@ class PveDouble(_BackupJobs):
 
         return self._power_task(node, vm, "qmreboot", auth, ["requesting reboot of VM"], effect, check)
 
+    def h_migrate(self, p, auth, node, vmid):
+        """POST .../migrate (qemu-server API2/Qemu.pm migrate_vm, QemuMigrate.pm): task qmigrate; the VM
+        belongs to the target node when it ends."""
+        self._node(node)
+        vm = self._vm(node, vmid)
+        target = p.get("target")
+        if not target:
+            raise param_error({"target": "property is missing and it is not optional\n"})
+        for key in ("online", "with-local-disks", "force"):
+            if key in p and _check_bool(p[key]):
+                raise param_error({key: _check_bool(p[key]) + "\n"})
+        if target == node:
+            raise param_error({"target": "target is local node.\n"})
+        if target not in self.nodes:
+            raise die(f"no such cluster node '{target}'")
+        if not self.nodes[target]["online"]:
+            raise die(f"target node '{target}' not online")
+        online = parse_bool(p.get("online", "0")) == 1
+        if vm.status == "running" and not online:
+            raise die("can't migrate running VM without --online")
+        local = [v for v in self._vm_volumes(vm.config)
+                 if not any(st["shared"] for (_n, sid), st in self.storages.items() if sid == v.split(":", 1)[0])]
+        if online and vm.status == "running" and local and parse_bool(p.get("with-local-disks", "0")) != 1:
+            raise die("can't live migrate attached local disks without with-local-disks option")
+        self._check_lock(vm)
+
+        def check():
+            vm.config["lock"] = "migrate"
+
+        def effect():
+            vm.config.pop("lock", None)
+            vm.node = target
+
+        lines = [f"starting migration of VM {vm.vmid} to node '{target}'"]
+        lines += [f"drive mirror of local disk '{v}'" for v in local] if online else []
+        lines += [f"migration finished successfully (duration 00:00:0{len(local) + 1})"]
+        task = self._new_task(node, "qmigrate", vm.vmid, auth)
+        task.at(0, None, check)
+        task.on_error = lambda: vm.config.pop("lock", None)
+        self._plan(task, lines, effect, vm.vmid)
+        return self._register(task)
+
     def h_destroy(self, p, auth, node, vmid):
         self._node(node)
         vm = self._vm(node, vmid)
@@ -2673,6 +2717,7 @@ ROUTES = [
     ("POST", r"/nodes/(?P<node>[^/]+)/qemu/(?P<vmid>\d+)/status/shutdown", "h_shutdown"),
     ("POST", r"/nodes/(?P<node>[^/]+)/qemu/(?P<vmid>\d+)/status/reboot", "h_reboot"),
     ("DELETE", r"/nodes/(?P<node>[^/]+)/qemu/(?P<vmid>\d+)", "h_destroy"),
+    ("POST", r"/nodes/(?P<node>[^/]+)/qemu/(?P<vmid>\d+)/migrate", "h_migrate"),
     ("GET", r"/nodes/(?P<node>[^/]+)/tasks/(?P<upid>[^/]+)/status", "h_task_status"),
     ("GET", r"/nodes/(?P<node>[^/]+)/tasks/(?P<upid>[^/]+)/log", "h_task_log"),
     ("DELETE", r"/nodes/(?P<node>[^/]+)/tasks/(?P<upid>[^/]+)", "h_task_stop"),

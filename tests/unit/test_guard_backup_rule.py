@@ -50,3 +50,10 @@ def test_growing_or_retuning_a_job_is_not_a_finding():
         {"host": "x", "action": "ansible.builtin.copy", "args": {"state": "absent", "id": "daily"}},
     )
     assert found == []
+
+
+def test_migrating_a_vm_is_vm_migrate_with_the_target_node():
+    found = analyse({"host": "localhost", "task": "Migrate web1", "action": "locus.infra.proxmox_vm",
+                     "args": {"name": "web1", "node": "pve2", "state": "migrated"}})
+    assert [(f["rule"], f["message"], f["evidence"]["node"]) for f in found] == [("vm_migrate", "moves VM web1 to node pve2", "pve2")]
+    assert _policy.load_policy().data["risk"]["rules"]["vm_migrate"] == "high"
