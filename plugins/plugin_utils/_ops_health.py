@@ -49,8 +49,11 @@ def site_answers(sites, now=None):
     return out
 
 
-def host_resources(hosts):
-    """``{"<host> memory": {used_percent}, "<host> disk /": {...}, "<host> cpu": {...}}`` for the guard's analyser."""
+def host_resources(hosts, cpu=False):
+    """``{"<host> memory": {used_percent}, "<host> disk /": {...}}`` (and ``"<host> cpu"``) for the guard's analyser.
+
+    CPU only when ``cpu``: a busy CPU is load, not an exhausted resource.
+    """
     out = {}
     for host, h in sorted(hosts.items()):
         probe = h.get("probe") or {}
@@ -58,7 +61,7 @@ def host_resources(hosts):
             out[f"{host} memory"] = {"used_percent": probe["memory"]["used_percent"]}
         for d in probe.get("disks") or []:
             out[f"{host} disk {d['mount']}"] = {"used_percent": d["used_percent"]}
-        if probe.get("cpu_percent") is not None:
+        if cpu and probe.get("cpu_percent") is not None:
             out[f"{host} cpu"] = {"used_percent": probe["cpu_percent"]}
     return out
 
@@ -115,9 +118,7 @@ def checks(hosts, sites=(), policy=None, cpu=False):
             if err.startswith(("K3s nodes", "Ollama models", "BGP")):
                 out.append(_check("read " + err.split(":", 1)[0], host, DOWN, clean(err)))
     if policy is not None:
-        resources = host_resources(hosts)
-        if not cpu:
-            resources = {k: v for k, v in resources.items() if not k.endswith(" cpu")}
+        resources = host_resources(hosts, cpu)
         flagged = {f["evidence"]["resource"]: f for f in _guard_rules.analyse_resources(resources, policy.halt_threshold, policy.warn_threshold)}
         for name, facts in sorted(resources.items()):
             host, what = name.split(" ", 1)
