@@ -261,6 +261,12 @@ class CallbackModule(CallbackBase):
         _secrets.learn_result(res)
         started = self._starts.pop((host, task._uuid), None)
         censored = bool(task.no_log) or "censored" in res
+        if not censored:
+            # A module's own view of its arguments has its no_log options masked already; the raw
+            # task arguments only get masked by name, by look and by known value. Redacted first:
+            # what is found by look is learnt and masked in the task name and message too.
+            args = invocation_args or raw_args
+            args = _redact.redact({k: v for k, v in args.items() if not str(k).startswith("_ansible_")}, learn=True)
         data = {
             "job": self._job,
             "play": self._play,
@@ -281,10 +287,7 @@ class CallbackModule(CallbackBase):
         if censored:
             data["censored"] = True
         else:
-            # A module's own view of its arguments has its no_log options masked already;
-            # the raw task arguments only get masked by name, by look and by known value.
-            args = invocation_args or raw_args
-            data["args"] = _redact.redact({k: v for k, v in args.items() if not str(k).startswith("_ansible_")})
+            data["args"] = args
             if status in ("failed", "unreachable") and res.get("msg"):
                 data["msg"] = _redact.redact(str(res["msg"]))
         if ignore_errors:

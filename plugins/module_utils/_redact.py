@@ -22,6 +22,7 @@ become ``\\xNN`` escapes, and NUL ``\\x00`` where JSON does not escape it, deter
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -74,6 +75,11 @@ def is_secret_key(name):
     """True when ``name`` (a variable, argument, header, JSON or query key) names a secret."""
     if not isinstance(name, str) or not name:
         return False
+    return _is_secret_key(name)
+
+
+@functools.lru_cache(maxsize=8192)  # the same keys come back in every task result
+def _is_secret_key(name):
     words = _words(name)
     if not words:
         return False
@@ -95,34 +101,35 @@ def is_secret_key(name):
 
 # -- text that looks like a secret ---------------------------------------------------------------
 # Each pattern masks its group "v" when it has one, else the whole match.
-_VALUE_PATTERNS = [
-    re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)", re.DOTALL),
-    re.compile(r"\$ANSIBLE_VAULT;[^\s]*(?:\s+[0-9a-fA-F]+)*"),
+_VALUE_PATTERNS = [(needles, re.compile(rx)) for needles, rx in (
+    (("PRIVATE KEY",), r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)"),
+    (("$ANSIBLE_VAULT",), r"\$ANSIBLE_VAULT;[^\s]*(?:\s+[0-9a-fA-F]+)*"),
     # user:password@ in URLs (also an empty user, and '@', '/' or spaces inside the password): the
     # password runs to the last '@' on the line that is followed by a host. "host:8080/x@y" is
     # masked too: a password can look like a port and a path, and masking too much is the safe side.
-    re.compile(
-        r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#\"']*:(?P<v>(?:(?!://)[^\r\n])*)"
-        r"@(?=(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.%\-]*)(?::\d*)?(?:[/?#\s\"'<>,;)\]}]|$))"
-    ),
-    re.compile(r"(?<=://)(?P<v>[A-Za-z0-9_\-]{20,})(?=@)"),  # a token as the URL's user
-    re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{6,}"),  # Anthropic API keys
-    re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}"),  # Stripe
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),  # OpenAI-style keys
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{16,}|\bgithub_pat_[A-Za-z0-9_]{20,}"),  # GitHub tokens
-    re.compile(r"\bglpat-[A-Za-z0-9_\-]{16,}"),  # GitLab tokens
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
-    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),  # Google API keys
-    re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{8,}"),  # Slack tokens
-    re.compile(r"\bnbt_[A-Za-z0-9]+\.[A-Za-z0-9]+"),  # NetBox v2 tokens
-    re.compile(r"\bK10[0-9a-f]{40,}::[^\s'\"]+"),  # K3s secure tokens
-    re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),  # JWTs
-    re.compile(r"\b(?:PVEAPIToken|PVEAuthCookie)=[^\s'\"]+"),  # Proxmox API token / ticket
+    (("://",), r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#\"']*:(?P<v>(?:(?!://)[^\r\n])*)"
+               r"@(?=(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.%\-]*)(?::\d*)?(?:[/?#\s\"'<>,;)\]}]|$))"),
+    (("://",), r"(?<=://)(?P<v>[A-Za-z0-9_\-]{20,})(?=@)"),  # a token as the URL's user
+    (("sk-ant-",), r"\bsk-ant-[A-Za-z0-9_\-]{6,}"),  # Anthropic API keys
+    (("_live_", "_test_"), r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}"),  # Stripe
+    (("sk-",), r"\bsk-[A-Za-z0-9_\-]{16,}"),  # OpenAI-style keys
+    (("gh", "github_pat_"), r"\bgh[pousr]_[A-Za-z0-9]{16,}|\bgithub_pat_[A-Za-z0-9_]{20,}"),  # GitHub tokens
+    (("glpat-",), r"\bglpat-[A-Za-z0-9_\-]{16,}"),  # GitLab tokens
+    (("AKIA", "ASIA"), r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
+    (("AIza",), r"\bAIza[0-9A-Za-z_\-]{30,}"),  # Google API keys
+    (("xox",), r"\bxox[abposr]-[A-Za-z0-9\-]{8,}"),  # Slack tokens
+    (("nbt_",), r"\bnbt_[A-Za-z0-9]+\.[A-Za-z0-9]+"),  # NetBox v2 tokens
+    (("K10",), r"\bK10[0-9a-f]{40,}::[^\s'\"]+"),  # K3s secure tokens
+    (("eyJ",), r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),  # JWTs
+    (("PVEAPIToken", "PVEAuthCookie"), r"\b(?:PVEAPIToken|PVEAuthCookie)=[^\s'\"]+"),  # Proxmox API token / ticket
     # the whole value of an Authorization header, whatever its scheme (Bearer, Token, Basic, ...)
-    re.compile(r"(?i)\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?P<v>[^\"'\r\n,;}]+)"),
-    re.compile(r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9._~+/=\-:]+)"),
-    re.compile(r"\b(?:Basic|Digest|Token|Negotiate)\s+(?P<v>[A-Za-z0-9+/._\-]{6,}={0,2})"),
-]
+    (("authorization",), r"(?i)\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?P<v>[^\"'\r\n,;}]+)"),
+    (("bearer",), r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9._~+/=\-:]+)"),
+    (("Basic", "Digest", "Token", "Negotiate"), r"\b(?:Basic|Digest|Token|Negotiate)\s+(?P<v>[A-Za-z0-9+/._\-]{6,}={0,2})"),
+)]
+# Every secret-named key contains one of these (lower-cased): text without any has no assignment to look at.
+_KEY_STEMS = ("pw", "pass", "secret", "token", "key", "auth", "cookie", "cred", "sig", "priv", "psk", "otp", "jwt", "bearer",
+              "session", "hmac")
 
 # key = value, key: value, "key": "value", key => value, --key=value (the key is checked by name).
 # Matched as lookaheads from every word start, so that "ssh: password=x" finds "password=x"
@@ -142,6 +149,9 @@ _XML = re.compile(r"<(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?:\s[^>]*)?>(?P<value>[^
 
 
 def _assignment_spans(text, loose):
+    low = text.lower()
+    if not any(stem in low for stem in _KEY_STEMS):
+        return
     for m in _ASSIGN.finditer(text):
         if is_secret_key(m.group("key")) and m.group("value").strip("\"'"):
             yield m.start("value"), m.end("value"), m.group("key")
@@ -165,7 +175,10 @@ def secret_spans(text, loose=False):
     (configuration files); otherwise words of prose are kept.
     """
     spans = []
-    for pattern in _VALUE_PATTERNS:
+    low = text.lower()  # needles in lower case also find the case-insensitive patterns
+    for needles, pattern in _VALUE_PATTERNS:
+        if not any(n in text or n in low for n in needles):
+            continue
         for m in pattern.finditer(text):
             if "v" in pattern.groupindex and m.group("v") is not None:
                 if m.group("v"):
@@ -173,7 +186,11 @@ def secret_spans(text, loose=False):
             elif m.end() > m.start():
                 spans.append((m.start(), m.end(), None))
     spans.extend(_assignment_spans(text, loose))
-    spans.sort(key=lambda s: (s[0], s[1]))
+    return _merge(spans)
+
+
+def _merge(spans):
+    spans = sorted(spans, key=lambda s: (s[0], s[1]))
     merged = []
     for start, end, key in spans:
         if merged and start <= merged[-1][1]:
@@ -187,15 +204,26 @@ def secret_spans(text, loose=False):
 _PIECE_SPLIT = re.compile(r"[/@:?#&=\s'\"]+")
 
 
-def secrets_in_text(text):
-    """The secret values :func:`secret_spans` finds in ``text``, and the pieces a URL parser would cut them into."""
-    text = clean_text(text)[:_WINDOW]
+_AUTH_SCHEME = re.compile(r"(?i)^(?:bearer|basic|digest|token|negotiate)\s+")
+
+
+def _with_pieces(values):
     out = []
-    for start, end, _key in secret_spans(text):
-        value = text[start:end].strip("\"'")
+    for value in values:
+        value = _AUTH_SCHEME.sub("", value)  # "Token abc": the credential is abc, not the word Token
         out.append(value)
         out.extend(p for p in _PIECE_SPLIT.split(value) if len(p) >= MIN_LITERAL)
     return out
+
+
+def _literal_spans(text, literals):
+    spans = []
+    for s in literals:
+        start = text.find(s)
+        while start != -1:
+            spans.append((start, start + len(s), None))
+            start = text.find(s, start + len(s))
+    return spans
 
 
 def mask_spans(text, spans, keep_quotes=True):
@@ -246,7 +274,10 @@ def clean_text(text, nul=False):
 # -- values known to be secret --------------------------------------------------------------------
 _KNOWN = set()
 _known_sorted = ()
-_NOT_SECRETS = frozenset(("true", "false", "none", "null", "yes", "no", "on", "off", "changeme", "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"))
+# Never learnt as secrets: words that are not, and the audit records' own vocabulary.
+_NOT_SECRETS = frozenset(("true", "false", "none", "null", "yes", "no", "on", "off", "changeme", "value_specified_in_no_log_parameter",
+                          "changed", "failed", "skipped", "unreachable", "interrupted", "start", "end", "sqlite", "postgresql",
+                          "localhost", "censored", "task", "play", "host", "status", "event", "user", "controller"))
 
 
 def _variants(secret):
@@ -335,8 +366,10 @@ def scrub(value, secrets=None, clean=True, _depth=0):
     if _depth > 100:
         return "[nested too deep, not recorded]" if clean else value
     if isinstance(value, dict):
-        return {scrub_literals(k, secrets, clean) if isinstance(k, str) or (clean and isinstance(k, bytes)) else k:
-                scrub(v, secrets, clean, _depth + 1) for k, v in value.items()}
+        # Keys are the record's schema: cleaned, never masked (a known value equal to "task" must
+        # not rename the field).
+        return {(clean_text(k) if clean and isinstance(k, (str, bytes)) else k): scrub(v, secrets, clean, _depth + 1)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub(v, secrets, clean, _depth + 1) for v in value]
     if value is None or isinstance(value, (bool, int, float)):
@@ -344,35 +377,48 @@ def scrub(value, secrets=None, clean=True, _depth=0):
     return scrub_literals(value, secrets, clean)  # other objects: what json would write with default=str
 
 
-def redact_text(text, secrets=(), loose=False):
-    """Mask every secret in ``text`` (known, literal ``secrets``, secret-looking) and cut it to :data:`MAX_STRING`."""
+def redact_text(text, secrets=(), loose=False, learn=False):
+    """Mask every secret in ``text`` (known, literal ``secrets``, secret-looking) and cut it to :data:`MAX_STRING`.
+
+    ``learn``: what is found by look is also remembered (:func:`remember`, with the pieces a URL
+    parser would cut it into), so that it is masked where it later appears without its context
+    (a library's error message that echoes a password).
+    """
     text = clean_text(text)
     full = len(text)
-    text = _replace_literals(text[:_WINDOW], _literals(secrets))
-    text = mask_spans(text, secret_spans(text, loose=loose))
+    text = text[:_WINDOW]
+    literals = _literals(secrets)
+    # Known values and patterns are both found in the text as it is, then masked in one pass: a
+    # value masked first could hide the context a pattern needs, and the other way round.
+    found = secret_spans(text, loose=loose)
+    if learn and found:
+        remember(*_with_pieces(text[start:end].strip("\"'") for start, end, _key in found))
+    text = mask_spans(text, _merge(found + _literal_spans(text, literals)))
+    text = _replace_literals(text, literals)  # what the masks joined into a known value
     if full > MAX_STRING:
         text = f"{text[:MAX_STRING]}… [{full - MAX_STRING} more characters not recorded]"
     return text
 
 
-def redact(value, secrets=(), _depth=0):
-    """A copy of ``value`` safe to record. ``secrets`` are literal strings masked wherever found."""
+def redact(value, secrets=(), _depth=0, learn=False):
+    """A copy of ``value`` safe to record. ``secrets`` are literal strings masked wherever found; ``learn``: see :func:`redact_text`."""
     if _depth > 20:
         return "[nested too deep, not recorded]"
     if isinstance(value, dict):
         return {
-            clean_text(k): (MASK if is_secret_key(clean_text(k)) and v not in (None, "", [], {}) else redact(v, secrets, _depth + 1))
+            clean_text(k): (MASK if is_secret_key(clean_text(k)) and v not in (None, "", [], {})
+                            else redact(v, secrets, _depth + 1, learn))
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [redact(v, secrets, _depth + 1) for v in value]
+        return [redact(v, secrets, _depth + 1, learn) for v in value]
     if isinstance(value, (str, bytes, bytearray)):
-        return redact_text(value, secrets)
+        return redact_text(value, secrets, learn=learn)
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)  # NaN and Infinity are not JSON
-    return redact(str(value), secrets, _depth + 1)
+    return redact(str(value), secrets, _depth + 1, learn)
 
 
 # -- database URLs ----------------------------------------------------------------------------------

@@ -125,6 +125,8 @@ def learn_args(args, masked=None, no_log=False, action=None):
     ``no_log`` options read ``VALUE_SPECIFIED_IN_NO_LOG_PARAMETER``: their raw values are secret.
     ``no_log`` (the whole task): every value under a secret-named key, as always; nothing else,
     the record of such a task holds no arguments at all. ``action``: the resolved module name.
+    Credential-shaped values (a URL's password, a bearer token ...) are learnt when the arguments
+    are redacted (``_redact.redact(args, learn=True)``).
     """
     if not isinstance(args, dict):
         return
@@ -132,11 +134,6 @@ def learn_args(args, masked=None, no_log=False, action=None):
     if isinstance(masked, dict):
         found.extend(_no_log_values(args, masked))
         found.extend(v for k in _DROPPED_NO_LOG.get(action, ()) if k in args and masked.get(k) != args[k] for v in _strings(args[k]))
-    # Credential-shaped values (a URL's password, a bearer token ...) are masked by look where they
-    # appear whole; learnt here, they are also masked where a library echoes them (or a piece).
-    for text in _strings(args):
-        if isinstance(text, str) and not _is_template(text):
-            found.extend(_redact.secrets_in_text(text))
     del no_log
     _redact.remember(*found)
 
