@@ -221,7 +221,7 @@ def realistic_specs() -> list[HostSpec]:
         context={"nginx_sites": [{"name": "www.example.com", "type": "proxy", "upstream": "http://10.10.0.31:30080",
                                   "tls": "acme"}]}))
     specs.append(HostSpec(
-        "ollama1", "dc1", role="ollama", cluster="pve-dc1", node="pve3", platform="debian-12", tenant="apps",
+        "ollama-dc1", "dc1", role="ollama", cluster="pve-dc1", node="pve3", platform="debian-12", tenant="apps",
         tags=["gpu", "monitored"], ips=["10.10.0.51", "2001:db8:10::51"], vcpus=8, memory=32768, disk=204800,
         custom_fields={"locus_vmid": 151, "locus_cloud_init": {"packages": ["nvidia-driver"]}}))
     return specs

@@ -196,9 +196,13 @@ def test_ha_cluster_joins_one_learner_at_a_time(cluster, tmp_path):
     s3 = cluster("s3b", "127.0.0.4", config={"server": s2.url, "token-file": joiner_file}).start()
     wait(s3.ready, what="s3 ready")
 
-    out = s1.kubectl("get", "nodes", "-o", "json")
-    assert out.returncode == 0, out.stderr
-    nodes = {n["metadata"]["name"]: n for n in json.loads(out.stdout)["items"]}
+    # s3b joined through s2: s1 learns of it once the membership has reached it
+    def nodes_on_s1():
+        out = s1.kubectl("get", "nodes", "-o", "json")
+        assert out.returncode == 0, out.stderr
+        return {n["metadata"]["name"]: n for n in json.loads(out.stdout)["items"]}
+    wait(lambda: set(nodes_on_s1()) == {"s1", "s2", "s3b"}, what="s3b visible on s1")
+    nodes = nodes_on_s1()
     assert set(nodes) == {"s1", "s2", "s3b"}
     for node in nodes.values():
         assert node["status"]["conditions"][0] == {**node["status"]["conditions"][0], "type": "Ready", "status": "True"}
