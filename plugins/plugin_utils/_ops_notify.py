@@ -77,7 +77,7 @@ def send(url, body, token=None, timeout=10):
         headers["Authorization"] = f"Bearer {token}"
     try:
         resp = urls.open_url(url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST", timeout=timeout,
-                        http_agent="locus.infra-heartbeat", follow_redirects="none")
+                             http_agent="locus.infra-heartbeat", follow_redirects="none")
         return {"sent": 200 <= resp.status < 300, "status": resp.status, "error": None}
     except urllib.error.HTTPError as exc:
         return {"sent": False, "status": exc.code, "error": f"HTTP {exc.code} {exc.reason}"}

@@ -339,8 +339,8 @@ def test_one_socket_has_one_tls_setting():
     found = problems([{"name": "a.example"}, {"name": "b.example", "tls": {"profile": "modern"}}])
     assert any("site b.example: tls: its TLS settings (modern profile) differ from those of site a.example (intermediate) "
                "on 10.77.0.21:443" in p for p in found), found
-    sites = normalise([{"name": "a.example"}, {"name": "b.example", "tls": {"profile": "modern"}, "https_port": 8443,
-                                                                           "http_port": 8080}])
+    modern = {"name": "b.example", "tls": {"profile": "modern"}, "https_port": 8443, "http_port": 8080}
+    sites = normalise([{"name": "a.example"}, modern])
     by_port = {(x["port"], x["ssl"]): x["tls_directives"] for x in model.listeners(sites)}
     assert by_port[(443, True)] == sites[0]["tls"]["profile"]["directives"]
     assert by_port[(8443, True)] == sites[1]["tls"]["profile"]["directives"] and by_port[(80, False)] == []

@@ -48,7 +48,7 @@ def test_create_from_names_then_second_run_unchanged(pve, guests, run_module):
     pve.reset_counters()
     # the same job said differently: VMIDs instead of names, in another order, compress 'zstd', a newer tag
     second = run_module("proxmox_backup_job", **daily(vm_names=None, vmids=[103, 101, 103], schedule=" 02:30 ",
-                                                       ref_tag="LOCUS-DEPLOY20261207-004"))
+                                                      ref_tag="LOCUS-DEPLOY20261207-004"))
     assert second["rc"] == 0, second["msg"]
     assert second["changed"] is False and second["actions"] == [] and second["changes"] == {}
     assert job_writes(pve) == [] and pve.request_count() == second["api_requests"] == 1
