@@ -365,9 +365,13 @@ def _not_after(der):
     except ImportError:
         return None
     try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cert = x509.load_der_x509_certificate(der)
     except ValueError:
         return None
+    # not_valid_after_utc exists from cryptography 42; Debian 12's targets have 38, whose
+    # not_valid_after is the same instant as a naive UTC datetime.
+    after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after
+    return after.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def probe(address, port, scheme="https", server_name=None, path="/", method="GET", headers=None, timeout=5.0,
