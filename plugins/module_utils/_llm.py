@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+
+from ansible_collections.locus.infra.plugins.module_utils._retry import retry
 
 BACKENDS = ("embedded", "ollama", "anthropic")
 
@@ -163,13 +164,6 @@ def parse_json(text):
             except ValueError:
                 continue
     raise ValueError(f"the reply holds no JSON value: {text[:120]!r}")
-
-
-def backoff(attempt, retry_after=None, base=0.5, cap=8.0):
-    """Seconds to wait before retry ``attempt`` (1-based): ``retry-after`` if given, else jittered."""
-    if retry_after is not None and retry_after >= 0:
-        return min(float(retry_after), 60.0)
-    return min(cap, base * 2 ** (attempt - 1)) * (0.75 + random.random() * 0.25)  # noqa: S311 - jitter
 
 
 def parse_retry_after(headers):
@@ -412,38 +406,35 @@ class OllamaBackend(Backend):
             options["top_k"] = request.top_k
         messages = [{"role": "system", "content": request.system}, {"role": "user", "content": request.prompt}]
         attempts = 0
+
+        def chat():
+            nonlocal attempts
+            attempts += 1
+            seen.clear()
+            try:
+                return client.chat(
+                    model=request.model,
+                    messages=messages,
+                    format=request.schema if request.schema is not None else None,
+                    options=options,
+                    stream=False,
+                )
+            except ollama.ResponseError as exc:
+                retry_after = parse_retry_after(seen.get("headers"))
+                raise self._status_error(exc, request, client, attempts, retry_after, request_id) from None
+            except (ConnectionError, httpx.TransportError) as exc:
+                what = f"no answer within {request.timeout:g} s from" if isinstance(exc, httpx.TimeoutException) else "cannot connect to"
+                raise LLMRetryableError(
+                    f"ollama: {what} {self.host} ({type(exc).__name__}) after {attempts} attempt(s)",
+                    backend=self.name,
+                    request_id=request_id,
+                    attempts=attempts,
+                ) from None
+
         start = time.monotonic()
         with client:
-            while True:
-                attempts += 1
-                seen.clear()
-                error = retry_after = None
-                try:
-                    reply = client.chat(
-                        model=request.model,
-                        messages=messages,
-                        format=request.schema if request.schema is not None else None,
-                        options=options,
-                        stream=False,
-                    )
-                    break
-                except ollama.ResponseError as exc:
-                    retry_after = parse_retry_after(seen.get("headers"))
-                    error = self._status_error(exc, request, client, attempts, retry_after, request_id)
-                except (ConnectionError, httpx.TransportError) as exc:
-                    if isinstance(exc, httpx.TimeoutException):
-                        what = f"no answer within {request.timeout:g} s from"
-                    else:
-                        what = "cannot connect to"
-                    error = LLMRetryableError(
-                        f"ollama: {what} {self.host} ({type(exc).__name__}) after {attempts} attempt(s)",
-                        backend=self.name,
-                        request_id=request_id,
-                        attempts=attempts,
-                    )
-                if error.kind != "retry" or attempts > request.retries:
-                    raise error
-                time.sleep(backoff(attempts, retry_after))
+            reply = retry(chat, retries=request.retries, retryable=lambda exc: isinstance(exc, LLMError) and exc.kind == "retry",
+                          hint=lambda exc: exc.retry_after)
         latency = time.monotonic() - start
         return LLMResponse(
             backend=self.name,

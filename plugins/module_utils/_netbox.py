@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -30,8 +29,23 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's Pyt
     HAS_PYNETBOX = False
     PYNETBOX_IMPORT_ERROR = exc
 
+from ansible_collections.locus.infra.plugins.module_utils._retry import retry
+
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 V2_PREFIX = "nbt_"
+
+
+class _Retryable(Exception):
+    """A request worth another try: a connection error or a retryable status (``resp``)."""
+
+    def __init__(self, error, resp):
+        super().__init__(str(error or resp.status_code))
+        self.error = error
+        self.resp = resp
+
+    def retry_after(self):
+        value = self.resp.headers.get("Retry-After", "") if self.resp is not None else ""
+        return float(value) if value.isdigit() else None
 
 
 class NetBoxError(Exception):
@@ -127,8 +141,11 @@ class NetBoxClient:
         idempotent = method.upper() in ("GET", "HEAD", "OPTIONS")
         url = f"{self.url}/api/{endpoint.strip('/')}/"
         st = self._stat(endpoint)
-        attempt = 0
-        while True:
+        attempts = 0
+
+        def once():
+            nonlocal attempts
+            attempts += 1
             t0 = time.monotonic()
             resp = None
             try:
@@ -136,36 +153,38 @@ class NetBoxClient:
                     method, url, params=params, timeout=self.timeout,
                     data=None if payload is None else json.dumps(payload),
                     headers=None if payload is None else {"Content-Type": "application/json"})
-                error = None
             except requests.exceptions.SSLError as exc:
                 raise NetBoxError(f"TLS error talking to NetBox at {self.url} ({endpoint}): {exc} "
                                   "(validate_certs / REQUESTS_CA_BUNDLE)", endpoint) from None
             except requests.exceptions.RequestException as exc:
-                error = exc
                 if not idempotent and (isinstance(exc, requests.exceptions.ReadTimeout)
                                        or not isinstance(exc, requests.exceptions.ConnectionError)):
                     raise NetBoxError(f"NetBox at {self.url} ({endpoint}): {method} {exc.__class__.__name__}: {exc}; "
                                       "the request may or may not have been processed", endpoint) from None
-            elapsed = time.monotonic() - t0
-            with self._lock:
-                st.requests += 1
-                st.seconds += elapsed
-                if resp is not None:
-                    st.bytes += len(resp.content)
-            retryable = error is not None or resp.status_code in (RETRYABLE_STATUS if idempotent else (429, 503))
-            if retryable and attempt < self.retries:
-                attempt += 1
+                raise _Retryable(exc, None) from None
+            finally:
                 with self._lock:
-                    st.retries += 1
-                delay = min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter only
-                if resp is not None and resp.headers.get("Retry-After", "").isdigit():
-                    delay = max(delay, min(30.0, float(resp.headers["Retry-After"])))
-                time.sleep(delay)
-                continue
-            if error is not None:
-                raise NetBoxError(f"cannot reach NetBox at {self.url} ({endpoint}) after {attempt + 1} attempt(s): "
-                                  f"{error.__class__.__name__}: {error}", endpoint) from None
-            return self._decode(resp, endpoint, attempt)
+                    st.requests += 1
+                    st.seconds += time.monotonic() - t0
+                    if resp is not None:
+                        st.bytes += len(resp.content)
+            if resp.status_code in (RETRYABLE_STATUS if idempotent else (429, 503)):
+                raise _Retryable(None, resp)
+            return resp
+
+        def counted(_exc, _attempt, _delay):
+            with self._lock:
+                st.retries += 1
+
+        try:
+            resp = retry(once, retries=self.retries, retryable=lambda exc: isinstance(exc, _Retryable),
+                         hint=lambda exc: exc.retry_after(), max_hint=30.0, on_retry=counted)
+        except _Retryable as exc:
+            if exc.resp is None:
+                raise NetBoxError(f"cannot reach NetBox at {self.url} ({endpoint}) after {attempts} attempt(s): "
+                                  f"{exc.error.__class__.__name__}: {exc.error}", endpoint) from None
+            resp = exc.resp  # the last answer, decoded into its error below
+        return self._decode(resp, endpoint, attempts - 1)
 
     def _decode(self, resp, endpoint, attempt):
         status = resp.status_code

@@ -32,6 +32,8 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.locus.infra.plugins.module_utils._retry import Backoff, WaitTimeout, poll, retry
+
 PROXMOXER_IMPORT_ERROR = None
 try:
     from proxmoxer import ProxmoxAPI
@@ -67,6 +69,7 @@ POLL_FACTOR = 1.5
 POLL_MAX = 5.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
+BACKOFF = Backoff(BACKOFF_BASE, BACKOFF_MAX)
 LOG_TAIL_LINES = 12
 
 
@@ -185,6 +188,7 @@ class ProxmoxClient:
         self.requests = 0
         self.retried = []
         self.retries = max(0, int(params.get("api_retries") or 0))
+        self.backoff = BACKOFF
         host = params["api_host"]
         self.endpoint = host
         kwargs = {"timeout": params.get("api_timeout") or 30}
@@ -273,34 +277,33 @@ class ProxmoxClient:
             return method in ("GET", "PUT", "DELETE")
         return False
 
-    def backoff(self, attempt):
-        delay = min(BACKOFF_MAX, BACKOFF_BASE * (2 ** attempt))
-        return delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+    def _retry(self, call, what, retries, retryable, reason):
+        def note(err, _attempt, delay):
+            self.retried.append({"request": what, "error": reason(err), "delay": round(delay, 2)})
+
+        return retry(call, retries=retries, retryable=retryable, backoff=self.backoff, on_retry=note,
+                     sleep=self.sleep, clock=self.clock)
 
     def request(self, method, path, params=None, names=None, retries=None):
         """One API call with retries for retryable failures. Returns PVE's ``data``."""
         params = {k: (int(v) if isinstance(v, bool) else v) for k, v in (params or {}).items() if v is not None}
-        retries = self.retries if retries is None else retries
         path = path.strip("/")
         if method not in ("GET", "POST", "PUT", "DELETE"):
             raise ProxmoxError(f"unsupported method {method}")
-        attempt = 0
-        while True:
+
+        def once():
             self.requests += 1
             call = getattr(self.api(path), method.lower())
             try:
                 return call(**params)
             except ResourceException as exc:
-                err = self._api_error(method, path, exc, names)
+                raise self._api_error(method, path, exc, names) from None
             except Exception as exc:  # transport errors from requests
-                err = self._transport_error(method, "/" + path, exc)
-            if attempt >= retries or not self._retryable(method, err):
-                raise err
-            delay = self.backoff(attempt)
-            self.retried.append({"request": f"{method} /{path}", "error": str(err.reason or err.msg),
-                                 "delay": round(delay, 2)})
-            self.sleep(delay)
-            attempt += 1
+                raise self._transport_error(method, "/" + path, exc) from None
+
+        return self._retry(once, f"{method} /{path}", self.retries if retries is None else retries,
+                           lambda err: isinstance(err, ProxmoxError) and self._retryable(method, err),
+                           lambda err: str(err.reason or err.msg))
 
     def get(self, path, **params):
         return self.request("GET", path, params)
@@ -327,36 +330,35 @@ class ProxmoxClient:
         """Wait for a task on a wall clock; return a TaskResult or raise TaskError."""
         node = upid_node(upid)
         start = self.clock()
-        deadline = start + timeout
-        interval = POLL_INITIAL
-        polls = 0
-        self.sleep(min(interval, timeout))  # a task is never done the moment it was started
-        while True:
+        polls = []
+
+        def finished():
             status = self.request("GET", f"nodes/{node}/tasks/{upid}/status")
-            polls += 1
-            if status.get("status") != "running":
-                exitstatus = str(status.get("exitstatus") or "")
-                elapsed = self.clock() - start
-                if exitstatus == "OK":
-                    return TaskResult(upid, exitstatus, [], elapsed, polls)
-                if exitstatus.startswith("WARNINGS"):
-                    tail = self.task_log_tail(upid, lines=200)
-                    warnings = [line for line in tail if line.startswith("WARN")]
-                    return TaskResult(upid, exitstatus, warnings or [exitstatus], elapsed, polls)
-                tail = self.task_log_tail(upid)
-                raise TaskError(
-                    f"{what} failed: {exitstatus or 'unknown exit status'} (task {upid}); last log lines: "
-                    + " | ".join(tail),
-                    upid, exitstatus=exitstatus, log_tail=tail, elapsed=elapsed)
-            now = self.clock()
-            if now >= deadline:
-                tail = self.task_log_tail(upid)
-                raise TaskError(
-                    f"{what} did not finish within {timeout}s (task {upid} still running); last log lines: "
-                    + " | ".join(tail),
-                    upid, exitstatus=None, log_tail=tail, elapsed=now - start, timed_out=True)
-            interval = min(interval * POLL_FACTOR, POLL_MAX)
-            self.sleep(min(interval, deadline - now))
+            polls.append(status)
+            if status.get("status") == "running":
+                return None
+            exitstatus = str(status.get("exitstatus") or "")
+            elapsed = self.clock() - start
+            if exitstatus == "OK":
+                return TaskResult(upid, exitstatus, [], elapsed, len(polls))
+            if exitstatus.startswith("WARNINGS"):
+                tail = self.task_log_tail(upid, lines=200)
+                warnings = [line for line in tail if line.startswith("WARN")]
+                return TaskResult(upid, exitstatus, warnings or [exitstatus], elapsed, len(polls))
+            tail = self.task_log_tail(upid)
+            raise TaskError(
+                f"{what} failed: {exitstatus or 'unknown exit status'} (task {upid}); last log lines: " + " | ".join(tail),
+                upid, exitstatus=exitstatus, log_tail=tail, elapsed=elapsed)
+
+        try:
+            # a task is never done the moment it was started: wait before the first poll
+            return poll(finished, timeout=timeout, interval=POLL_INITIAL, factor=POLL_FACTOR, cap=POLL_MAX,
+                        wait_first=True, sleep=self.sleep, clock=self.clock)
+        except WaitTimeout as exc:
+            tail = self.task_log_tail(upid)
+            raise TaskError(
+                f"{what} did not finish within {timeout}s (task {upid} still running); last log lines: " + " | ".join(tail),
+                upid, exitstatus=None, log_tail=tail, elapsed=exc.elapsed, timed_out=True) from None
 
     def run_task(self, method, path, params=None, timeout=600, what="task", names=None, lock_retries=None):
         """Start a task and wait for it.
@@ -364,21 +366,15 @@ class ProxmoxClient:
         A task that dies on lock contention before doing anything (``VM 101 is locked``,
         ``can't lock file``) is started again after a backoff -- start/stop/resize/destroy
         check the lock inside the worker, so the request itself succeeds."""
-        lock_retries = self.retries if lock_retries is None else lock_retries
-        attempt = 0
-        while True:
+
+        def once():
             upid = self.request(method, path, params, names=names)
-            if not upid:
-                return None
-            try:
-                return self.wait_task(upid, timeout, what)
-            except TaskError as exc:
-                if exc.timed_out or attempt >= lock_retries or not is_lock_error(exc.exitstatus):
-                    raise
-                delay = self.backoff(attempt)
-                self.retried.append({"request": f"{method} /{path}", "error": exc.exitstatus, "delay": round(delay, 2)})
-                self.sleep(delay)
-                attempt += 1
+            return self.wait_task(upid, timeout, what) if upid else None
+
+        return self._retry(once, f"{method} /{path}", self.retries if lock_retries is None else lock_retries,
+                           lambda err: (isinstance(err, TaskError) and not err.timed_out
+                                        and is_lock_error(err.exitstatus)),
+                           lambda err: err.exitstatus)
 
     # -------------------------------------------------------------- cluster ---
     def resources(self, rtype=None):

@@ -14,15 +14,14 @@ names are only known then).
 
 from __future__ import annotations
 
-import random
 import re
-import time
 
 from ansible_collections.locus.infra.plugins.module_utils import _proxmox_config as cfg
 from ansible_collections.locus.infra.plugins.module_utils._proxmox import (
     ProxmoxError,
     node_slot,
 )
+from ansible_collections.locus.infra.plugins.module_utils._retry import Backoff, retry
 
 DEFAULT_CREATE_CONFIG = {"ostype": "l26", "scsihw": "virtio-scsi-single"}
 # What PVE uses when a key is not in the config (qemu-server defaults).
@@ -32,6 +31,7 @@ MANAGED_KEYS_RE = re.compile(
     r"cipassword|sshkeys|nameserver|searchdomain|citype|ciupgrade|(ide|sata|scsi|virtio)\d+)$"
 )
 ALREADY_EXISTS_RE = re.compile(r"(config file already exists|already exists on node|VM \d+ already exists)")
+VMID_BACKOFF = Backoff(0.05, 0.4, jitter=(0.125, 1.0))  # short: the next free VMID is asked for at once
 # Options a running VM takes at once; PVE parks the others in the pending section.
 HOTPLUG_RE = re.compile(
     r"^(name|description|onboot|tags|protection|ciuser|cipassword|citype|ciupgrade|sshkeys|nameserver|"
@@ -598,18 +598,21 @@ class VmManager:
             return self._finish(vmid, node, "absent", None)
 
         with self._slot(node):
-            for attempt in range(6):
-                try:
-                    if source is not None:
-                        self._clone(source, vmid, node)
-                    else:
-                        self._create_new(vmid, node, updates)
-                    break
-                except ProxmoxError as exc:
-                    if not auto_vmid or attempt == 5 or not ALREADY_EXISTS_RE.search(str(exc.reason or exc.msg)):
-                        raise
-                    time.sleep(random.uniform(0.05, 0.4))  # noqa: S311 - jitter before asking again
-                    vmid = client.nextid()  # another run took that VMID in the meantime
+            tries = []
+
+            def make():
+                nonlocal vmid
+                if tries:  # another run took that VMID in the meantime: ask for the next free one
+                    vmid = client.nextid()
+                tries.append(vmid)
+                if source is not None:
+                    self._clone(source, vmid, node)
+                else:
+                    self._create_new(vmid, node, updates)
+
+            retry(make, retries=5 if auto_vmid else 0, backoff=VMID_BACKOFF,
+                  retryable=lambda exc: (isinstance(exc, ProxmoxError)
+                                         and ALREADY_EXISTS_RE.search(str(exc.reason or exc.msg)) is not None))
             conf = client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
             if source is not None:
                 # the real clone: new MACs and volume names are known now -- plan again on it

@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import connection
 
-from ansible_collections.locus.infra.plugins.module_utils import _proxmox
+from ansible_collections.locus.infra.plugins.module_utils import _proxmox, _retry
 
 
 class FakeClock:
@@ -93,7 +93,7 @@ def test_warnings_exit_is_success_and_returns_the_warning_lines(pve):
 )
 def test_only_retryable_failures_are_retried(pve, method, status, message, retried):
     client = client_for(pve)
-    client.backoff = lambda attempt: 0.01  # keep the test fast; the backoff itself is tested below
+    client.backoff = _retry.Backoff(0.01, 0.01)  # keep the test fast; the backoff is tested in test_retry.py
     path = {"GET": "cluster/resources", "POST": "nodes/pve1/qemu/9000/clone", "PUT": "pools/lab"}[method]
     params = {"POST": {"newid": 202, "name": "r1"}, "PUT": {"comment": "lab pool"}}.get(method)
     pve.fail_requests(method, "^/" + path, status, message, count=2)
@@ -110,20 +110,11 @@ def test_only_retryable_failures_are_retried(pve, method, status, message, retri
 
 def test_retries_give_up_after_api_retries_with_the_last_error(pve):
     client = client_for(pve, api_retries=2)
-    client.backoff = lambda attempt: 0.01
+    client.backoff = _retry.Backoff(0.01, 0.01)
     pve.fail_requests("GET", "^/cluster/resources", 503, "Service Unavailable", count=10)
     with pytest.raises(_proxmox.ProxmoxError, match="503 Service Unavailable"):
         client.resources()
     assert pve.request_count("GET", "^/cluster/resources") == 3
-
-
-def test_backoff_is_jittered_exponential_and_capped(pve):
-    client = client_for(pve)
-    for attempt in range(8):
-        delays = [client.backoff(attempt) for _i in range(200)]
-        top = min(_proxmox.BACKOFF_MAX, _proxmox.BACKOFF_BASE * 2 ** attempt)
-        assert all(top / 2 <= d <= top for d in delays)
-        assert len({round(d, 6) for d in delays}) > 100  # jittered, not a fixed schedule
 
 
 def test_parameter_errors_keep_the_per_parameter_object(pve):
