@@ -32,7 +32,7 @@ import os
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent_prompts, _budget, _llm, _redact
+from ansible_collections.locus.infra.plugins.module_utils import _agent_prompts, _budget, _jsonschema, _llm, _redact
 
 LANES = ("private", "enterprise", "personal")
 ROLES = _agent_prompts.ROLES
@@ -130,12 +130,9 @@ def check_schema(schema, where="schema"):
         return None
     if not isinstance(schema, dict):
         raise AgentError("input", f"option {where}: expected a JSON schema (a mapping), got {type(schema).__name__}")
-    from jsonschema import exceptions, validators
-
-    try:
-        validators.validator_for(schema).check_schema(schema)
-    except exceptions.SchemaError as exc:
-        raise AgentError("input", f"option {where} is not a valid JSON schema at {exc.json_path}: {exc.message}") from None
+    problem = _jsonschema.schema_problem(schema)
+    if problem is not None:
+        raise AgentError("input", f"option {where} is not a valid JSON schema at {problem.json_path}: {problem.message}")
     return schema
 
 
@@ -335,12 +332,9 @@ def validate_output(text, schema):
         value = _llm.parse_json(text)
     except ValueError as exc:
         return None, f"$: not JSON ({exc})"
-    from jsonschema import exceptions, validators
-
-    validator = validators.validator_for(schema)(schema)
-    error = exceptions.best_match(validator.iter_errors(value))
-    if error is not None:
-        return None, f"{error.json_path}: {error.message}"
+    problem = _jsonschema.first_problem(value, schema)
+    if problem is not None:
+        return None, str(problem)
     return value, None
 
 

@@ -37,6 +37,7 @@ from ansible_collections.locus.infra.plugins.module_utils import (
     _approval,
     _audit,
     _guard_rules,
+    _jsonschema,
     _policy,
     _redact,
     _refs,
@@ -558,9 +559,7 @@ def normalise_reviews(reviews):
         reviews = [reviews]
     if not isinstance(reviews, list):
         raise GuardError("review must be a review mapping or a list of them")
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(_policy.review_schema())
+    schema = _policy.review_schema()
     out = []
     for n, r in enumerate(reviews):
         where = f"review[{n}]"
@@ -574,11 +573,10 @@ def normalise_reviews(reviews):
             continue
         body = r.get("output") if isinstance(r.get("output"), dict) else r
         body = {k: body[k] for k in ("risk", "findings", "recommendation") if k in body}
-        errors = sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
+        errors = _jsonschema.problems(body, schema)
         if errors:
-            e = errors[0]
-            path = ".".join(str(p) for p in e.absolute_path)
-            raise GuardError(f"{where}{'.' + path if path else ''}: {e.message}")
+            path = ".".join(str(p) for p in errors[0].path)
+            raise GuardError(f"{where}{'.' + path if path else ''}: {errors[0].message}")
         out.append({**meta, "status": "ok", **body})
     return out
 

@@ -27,6 +27,8 @@ import hmac
 import json
 import re
 
+from ansible_collections.locus.infra.plugins.module_utils import _jsonschema
+
 PAYLOAD_TYPE = "application/vnd.locus.handover+v1+json"
 CLASSIFICATIONS = ("private", "enterprise", "personal")
 KEY_ENV = "LOCUS_HANDOVER_KEY"
@@ -172,11 +174,9 @@ def build_payload(*, ref_tag, source, target, task, context_refs, classification
 
 
 def check_payload(payload):
-    from jsonschema import Draft202012Validator, exceptions
-
-    error = exceptions.best_match(Draft202012Validator(PAYLOAD_SCHEMA).iter_errors(payload))
-    if error is not None:
-        raise HandoverError(f"handover payload {error.json_path}: {error.message}")
+    problem = _jsonschema.first_problem(payload, PAYLOAD_SCHEMA)
+    if problem is not None:
+        raise HandoverError(f"handover payload {problem}")
     return payload
 
 

@@ -18,7 +18,7 @@ import json
 import os
 import re
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval
+from ansible_collections.locus.infra.plugins.module_utils import _approval, _jsonschema
 
 # realpath: a collection tree made of symlinks (pytest-ansible) still finds the data next to plugins/.
 DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "data", "guard"))
@@ -147,12 +147,11 @@ def _short(suberror):
 def validate(policy, source):
     """Raise :class:`PolicyError` listing every problem of ``policy`` (read from ``source``)."""
     try:
-        import jsonschema
-    except ImportError as exc:  # pragma: no cover - a dependency of the collection
-        raise PolicyError("the Python package jsonschema is missing (pip install jsonschema)") from exc
-    validator = jsonschema.Draft202012Validator(_schema())
+        errors = [p.error for p in _jsonschema.problems(policy, _schema())]
+    except _jsonschema.SchemaUnavailable as exc:  # pragma: no cover - a dependency of the collection
+        raise PolicyError(str(exc)) from None
     problems = []
-    for error in sorted(validator.iter_errors(policy), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in errors:
         if len(error.absolute_path) == 3 and list(error.absolute_path)[:2] == ["approval", "approvers"] \
                 and isinstance(error.instance, str):
             problems.append((key_path(error.absolute_path), f"{error.instance!r} is a bare name, which anyone can claim: list "
