@@ -14,6 +14,10 @@ description:
     static SVG charts (drawn with pygal) and fetches nothing, so it opens offline.
   - Status report charts - node CPU, memory and disk against the policy's halt line, audit activity per day by
     outcome, agent spend against budget, certificate days left.
+  - Status report backup coverage - every VM the inventory describes (C(data.backups.vms)) must be covered by an enabled
+    backup job and have a backup younger than C(data.backups.max_age_hours); each VM's result is a C(VALIDATE) record
+    (C(vm backed up on <host>), as C(playbooks/verify.yml) writes it), shown in a table with its tag and a chart of the
+    backup ages against the limit.
   - The report's C(ARTIFACT) REF-tag is allocated in the same transaction that writes the files - a report
     that could not be written leaves no tag, and no tag lacks its report.
   - Text that came from hosts, sites or models is escaped in the HTML page.
@@ -33,7 +37,9 @@ options:
     description:
       - The facts. Both reports take C(scope), C(hosts) (as for M(locus.infra.ops_facts), plus C(roles) per host),
         C(sites) and C(facts) (the result of M(locus.infra.ops_facts)); the status report also C(proxmox) (the
-        C(nodes) of M(locus.infra.proxmox_node_info), or null when not configured); the health review also
+        C(nodes) of M(locus.infra.proxmox_node_info), or null when not configured) and C(backups) - C(vms) (inventory host to
+        VM name, the hosts that carry C(locus_vm)), C(max_age_hours), C(info) (the M(locus.infra.proxmox_backup_info)
+        result), C(error) (why it could not be read) and C(configured) (false when no Proxmox VE API is set); the health review also
         C(findings), C(decision) (the guard's result), C(reviews) (registered M(locus.infra.agent) results),
         C(cross_check) (a M(locus.infra.agent_verify) result), C(backend) and C(since).
     type: dict
@@ -52,7 +58,7 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Renders the report but writes nothing and allocates no tag.
+    details: Renders the report but writes nothing and allocates no tag (neither the ARTIFACT nor the backup VALIDATE tags).
   diff_mode:
     support: none
 notes:
@@ -100,8 +106,16 @@ state:
   returned: success
   type: str
 charts:
-  description: Names of the charts in the HTML page (C(usage), C(certificates), C(audit), C(spend)).
+  description: Names of the charts in the HTML page (C(usage), C(certificates), C(backups), C(audit), C(spend)).
   returned: success, not in check mode
   type: list
   elements: str
+backups:
+  description: The C(vm backed up) checks of the status report, each C(check), C(host), C(passed), C(detail) and its VALIDATE C(ref_tag).
+  returned: status report with C(data.backups), not in check mode
+  type: list
+  elements: dict
+  sample: [{"check": "vm backed up", "host": "web1", "passed": true, "ref_tag": "LOCUS-VALIDATE20261206-004",
+            "detail": {"vm": "web1", "vmid": 101, "jobs": ["daily"], "covered": true, "last_backup": "2026-12-06T02:31:07Z",
+                       "age_hours": 5.2, "max_age_hours": 26.0, "error": ""}}]
 """

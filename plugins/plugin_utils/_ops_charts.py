@@ -87,13 +87,23 @@ def spend(spend_facts):
     return _render(chart)
 
 
+def _against_limit(rows, key, limit, title):
+    """One horizontal bar per row (``name``, ``key``) with ``limit`` as a red dashed line."""
+    values = [r[key] for r in rows]
+    top = max([limit * 2] + values)
+    chart = pygal.HorizontalBar(**_config(line=limit, range=(min([0] + values), top), y_labels_major=[limit], title=title))
+    chart.y_labels = sorted({0, limit, top})
+    for r in rows:
+        chart.add(r["name"], [r[key]])
+    return _render(chart)
+
+
 def cert_days(sites, warn_days):
     """Days until each site's certificate expires, the warning limit as a red dashed line."""
     rows = [s for s in sites if s.get("days_left") is not None]
-    top = max([warn_days * 2] + [s["days_left"] for s in rows])
-    chart = pygal.HorizontalBar(**_config(line=warn_days, range=(min([0] + [s["days_left"] for s in rows]), top),
-                                          y_labels_major=[warn_days], title=f"Certificate days left (dashed red line: {warn_days} days)"))
-    chart.y_labels = sorted({0, warn_days, top})
-    for s in rows:
-        chart.add(s["name"], [s["days_left"]])
-    return _render(chart)
+    return _against_limit(rows, "days_left", warn_days, f"Certificate days left (dashed red line: {warn_days} days)")
+
+
+def backup_age(vms, max_age_hours):
+    """Hours since each VM's newest backup (``[{name, age_hours}]``), the limit as a red dashed line."""
+    return _against_limit(vms, "age_hours", max_age_hours, f"Age of the newest backup, hours (dashed red line: {max_age_hours:g} h)")

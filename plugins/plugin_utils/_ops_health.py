@@ -141,6 +141,42 @@ def summary(check_list):
             "counts": {"checks": len(check_list), "down": len(down), "warn": len(warn)}}
 
 
+def backup_checks(backups):
+    """The "vm backed up" VALIDATE items of the VMs the inventory describes, as verify.yml records them.
+
+    ``backups``: ``{vms: {host: VM name}, max_age_hours, info: proxmox_backup_info's result or None,
+    error: why it could not be read or None}``. A VM passes when an enabled job covers it and its newest
+    backup is younger than ``max_age_hours``; a VM the cluster lacks, or an unreadable API, fails.
+    Returns ``[{check, host, passed, detail}]`` sorted by host.
+    """
+    backups = _require_mapping(backups, "data.backups")
+    vms = _require_mapping(backups.get("vms") or {}, "data.backups.vms")
+    info = backups.get("info") or {}
+    by_name = _require_mapping(info.get("by_name") or {}, "data.backups.info.by_name")
+    try:
+        max_age = float(backups.get("max_age_hours") or 26)
+    except (TypeError, ValueError) as exc:
+        raise OpsError(f"data.backups.max_age_hours: {backups.get('max_age_hours')!r} is not a number") from exc
+    error = clean(backups["error"]) if backups.get("error") else ""
+    out = []
+    for host, name in sorted(vms.items()):
+        g = by_name.get(str(name))
+        if g is not None:
+            _require_mapping(g, f"data.backups.info.by_name[{name}]")
+        fresh = g and g.get("age_hours") is not None and g["age_hours"] < max_age  # as proxmox_backup_info's "fresh"
+        # A disabled job makes no backups: only enabled jobs ("jobs") cover a VM here.
+        passed = bool(g and g.get("jobs") and fresh)
+        problem = (error or ("" if g else f"no VM {name} in the cluster")
+                   or ("" if g.get("jobs") else "only disabled backup jobs select it" if g.get("covered") else "no backup job covers it"))
+        if not problem and not passed:
+            problem = "no backup" if g.get("age_hours") is None else f"newest backup {g['age_hours']:g} h old"
+        out.append({"check": "vm backed up", "host": str(host), "passed": passed,
+                    "detail": {"vm": str(name), "vmid": (g or {}).get("vmid"), "jobs": (g or {}).get("jobs") or [],
+                               "covered": bool((g or {}).get("covered")), "last_backup": (g or {}).get("last_backup_iso"),
+                               "age_hours": (g or {}).get("age_hours"), "max_age_hours": max_age, "error": problem}})
+    return out
+
+
 def _finding(rule, message, **evidence):
     return {"rule": rule, "message": clean(message), "evidence": _redact.redact(evidence)}
 

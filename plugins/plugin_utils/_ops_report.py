@@ -97,8 +97,34 @@ def _brief(value, limit=160):
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def status_document(data, policy, ref_tag, now=None, cert_warn_days=14):
-    """The status report: hosts and roles, usage, BGP, sites and certificates, K3s, Ollama, audit, spend, guard."""
+def _backup_section(backups, tags):
+    """Backup coverage of the VMs the inventory describes: a table, the ages against the limit, the VALIDATE tags."""
+    if not backups or not backups.get("vms"):
+        return None
+    if not backups.get("configured", True):
+        return _section("Backups", _para(f"Not checked for {len(backups['vms'])} VM(s): no Proxmox VE API configured "
+                                         "(set PROXMOX_HOST and a token, or proxmox_vm_api_host)."))
+    check_list = _ops_health.backup_checks(backups)
+    failed = [c for c in check_list if not c["passed"]]
+    max_age = check_list[0]["detail"]["max_age_hours"]
+    verdict = "all passed" if not failed else "FAILED: " + ", ".join(f"{c['host']} ({c['detail']['error']})" for c in failed)
+    rows = [[c["host"], f"{c['detail']['vm']} ({c['detail']['vmid'] or '-'})", ", ".join(c["detail"]["jobs"]) or "-",
+             c["detail"]["last_backup"] or "-", "-" if c["detail"]["age_hours"] is None else f"{c['detail']['age_hours']:g}",
+             "passed" if c["passed"] else "FAILED", tags.get(c["host"], "-")] for c in check_list]
+    blocks = [_para(f"{len(check_list) - len(failed)} of {len(check_list)} VM(s) covered by an enabled backup job with a backup "
+                    f"younger than {max_age:g} h: {verdict}."),
+              _table(["host", "VM (VMID)", "jobs", "last backup", "age h", "check", "VALIDATE"], rows)]
+    ages = [{"name": c["detail"]["vm"], "age_hours": c["detail"]["age_hours"]} for c in check_list if c["detail"]["age_hours"] is not None]
+    if ages:
+        blocks.append(_chart("backups", _ops_charts.backup_age(ages, max_age), "age of each VM's newest backup against the limit"))
+    return _section(f"Backups (newer than {max_age:g} h)", *blocks)
+
+
+def status_document(data, policy, ref_tag, now=None, cert_warn_days=14, backup_tags=None):
+    """The status report: hosts and roles, usage, BGP, sites and certificates, K3s, Ollama, backups, audit, spend, guard.
+
+    ``backup_tags``: ``{host: VALIDATE tag}`` of the "vm backed up" records made for this report.
+    """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     hosts, sites, facts = data.get("hosts") or {}, _ops_health.site_answers(data.get("sites"), now), data.get("facts") or {}
     doc = _header("status_report", "locus.infra status report", ref_tag, data.get("scope") or "all", now)
@@ -150,8 +176,9 @@ def status_document(data, policy, ref_tag, now=None, cert_warn_days=14):
     if models:
         sections.append(_section("Ollama models", _table(["host", "model", "parameters", "quantisation", "size"], models)))
 
+    sections.append(_backup_section(data.get("backups"), backup_tags or {}))
     sections.extend(_store_sections(facts))
-    doc["sections"] = sections
+    doc["sections"] = [s for s in sections if s]
     return doc
 
 

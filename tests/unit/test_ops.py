@@ -340,3 +340,28 @@ def test_health_review_says_the_embedded_verdict_is_advisory(policy):
     assert "locus approve LOCUS-VALIDATE20261206-002" in md and "infrastructure: unavailable" in md
     assert "<b>all fine</b>" not in page and "&lt;b&gt;all fine&lt;/b&gt;" in page
     assert doc["state"] == "needs_approval"
+
+
+def test_backup_checks_judge_each_vm_the_inventory_describes(policy):
+    info = {"by_name": {"web1": {"vmid": 101, "covered": True, "jobs": ["daily"], "age_hours": 25.9, "last_backup_iso": "2026-12-05T10:00:00Z"},
+                        "db1": {"vmid": 103, "covered": True, "jobs": ["daily"], "age_hours": 26.0},
+                        "off1": {"vmid": 104, "covered": True, "jobs": [], "age_hours": 1.0},
+                        "new1": {"vmid": 105, "covered": False, "jobs": [], "age_hours": None}}}
+    vms = {"web1": "web1", "db": "db1", "off": "off1", "new": "new1", "gone": "ghost"}
+    got = {c["host"]: c for c in _ops_health.backup_checks({"vms": vms, "max_age_hours": 26, "info": info})}
+    assert [h for h, c in got.items() if c["passed"]] == ["web1"]  # younger than the limit: 26.0 h is not
+    assert got["db"]["detail"]["error"] == "newest backup 26 h old"
+    assert got["off"]["detail"]["error"] == "only disabled backup jobs select it"
+    assert got["new"]["detail"]["error"] == "no backup job covers it"
+    assert got["gone"]["detail"] == {"vm": "ghost", "vmid": None, "jobs": [], "covered": False, "last_backup": None, "age_hours": None,
+                                     "max_age_hours": 26.0, "error": "no VM ghost in the cluster"}
+    # The API could not be read: every VM fails with the (masked) reason, none passes by default.
+    failed = _ops_health.backup_checks({"vms": vms, "max_age_hours": 26, "info": None, "error": "401 token=s3cr3t-value rejected"})
+    assert not any(c["passed"] for c in failed) and all("s3cr3t-value" not in c["detail"]["error"] for c in failed)
+    for bad, where in (({"vms": ["web1"]}, "data.backups.vms must be a mapping"),
+                       ({"vms": vms, "max_age_hours": "a day"}, "data.backups.max_age_hours: 'a day' is not a number")):
+        with pytest.raises(_ops_health.OpsError, match=re.escape(where)):
+            _ops_health.backup_checks(bad)
+    page = _ops_report.html(_ops_report.status_document({"backups": {"vms": vms, "max_age_hours": 26, "info": info}}, policy,
+                                                        "LOCUS-ARTIFACT20261206-009", backup_tags={"web1": "LOCUS-VALIDATE20261206-001"}))
+    assert 'data-chart="backups"' in page and "LOCUS-VALIDATE20261206-001" in page and "1 of 5 VM(s)" in page

@@ -43,12 +43,15 @@ def test_status_report_and_health_review_render_their_charts_cleanly(tmp_path):
     policy = _policy.load_policy(environ={})
     data = {"scope": "lab", "hosts": HOSTS, "facts": FACTS, "proxmox": {"pve1": {"cpu_ratio": 0.2, "memory_ratio": 0.5, "disk_ratio": 0.3}},
             "sites": [{"host": "web1", "name": "www.lab.example", "status": 200, "not_after": "2027-12-06T00:00:00Z"},
-                      {"host": "web1", "name": "old.lab.example", "status": 200, "not_after": "2026-12-10T00:00:00Z"}]}
+                      {"host": "web1", "name": "old.lab.example", "status": 200, "not_after": "2026-12-10T00:00:00Z"}],
+            "backups": {"vms": {"web1": "web1", "db1": "db1"}, "max_age_hours": 26, "info": {"by_name": {
+                "web1": {"vmid": 101, "covered": True, "jobs": ["daily"], "age_hours": 3.5, "last_backup_iso": "2026-12-06T02:30:00Z"},
+                "db1": {"vmid": 102, "covered": True, "jobs": ["daily"], "age_hours": 49.0, "last_backup_iso": "2026-12-04T09:00:00Z"}}}}}
     doc = _ops_report.status_document(data, policy, "LOCUS-ARTIFACT20261206-001")
     page = _page(tmp_path, "status.html", _ops_report.html(doc), expression=CHARTS_JS, screenshot=tmp_path / "status.png")
     assert page.errors == []  # no console error, no exception, no request that failed (the page makes none)
     charts = {name: (svgs, shapes) for name, svgs, shapes in json.loads(page.value)}
-    assert set(charts) == {"usage", "certificates", "audit", "spend"}
+    assert set(charts) == {"usage", "certificates", "backups", "audit", "spend"}
     assert all(svgs == 1 and shapes > 5 for svgs, shapes in charts.values())  # each an SVG with drawn bars
     assert (tmp_path / "status.png").stat().st_size > 20_000
     hostile = Page((tmp_path / "status.html").as_uri(), expression="document.querySelectorAll('img, b').length")
