@@ -16,10 +16,13 @@ success when its stream ends with ``{"status": "success"}`` and the model is the
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import ssl
 import urllib.error
+import urllib.parse
+import urllib.request
 
 from ansible.module_utils.urls import open_url
 
@@ -51,20 +54,69 @@ def base_url(host):
     return host
 
 
-class UrllibTransport:
-    """The three calls this module needs, with Ansible's ``open_url`` (the standard library underneath)."""
+def _tls_context(validate_certs, ca_path):
+    if not validate_certs:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=ca_path)
 
-    def __init__(self, host, headers, validate_certs, ca_path, timeout):
+
+class _NamedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to the URL's address, speaks TLS to ``server_name`` (SNI and the certificate's name)."""
+
+    def __init__(self, *args, **kwargs):
+        self.server_name = kwargs.pop("server_name")
+        super().__init__(*args, **kwargs)
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)  # pylint: disable=bad-super-call  # the TCP part only
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)
+
+
+class _NamedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context, server_name):
+        super().__init__(context=context)
+        self.server_name = server_name
+
+    def https_open(self, req):
+        return self.do_open(_NamedHTTPSConnection, req, context=self._context, server_name=self.server_name)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # a 3xx becomes an HTTPError, as open_url(follow_redirects="none") does
+
+
+class UrllibTransport:
+    """The three calls this module needs, with Ansible's ``open_url`` (the standard library underneath).
+
+    With ``server_name`` (an https:// URL naming an address, like curl's ``--resolve``) the
+    request goes to that address with ``server_name`` as SNI, ``Host`` and the name the
+    certificate is checked for - open_url cannot do that, so urllib's opener is used directly.
+    """
+
+    def __init__(self, host, headers, validate_certs, ca_path, timeout, server_name=None):
         self.host = host
         self.headers = headers
         self.validate_certs = validate_certs
         self.ca_path = ca_path
         self.timeout = timeout
+        self.server_name = server_name
 
     def _open(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self.headers}
         try:
+            if self.server_name:
+                port = urllib.parse.urlsplit(self.host).port
+                headers["Host"] = self.server_name + (f":{port}" if port else "")
+                opener = urllib.request.build_opener(
+                    _NamedHTTPSHandler(_tls_context(self.validate_certs, self.ca_path), self.server_name), _NoRedirect)
+                # connect() lets only https:// through with server_name
+                req = urllib.request.Request(self.host + path, data=data, method=method, headers=headers)  # noqa: S310
+                return opener.open(req, timeout=self.timeout)
             return open_url(self.host + path, data=data, method=method, headers=headers, timeout=self.timeout,
                             validate_certs=self.validate_certs, ca_path=self.ca_path, follow_redirects="none")
         except urllib.error.HTTPError as exc:
@@ -138,11 +190,18 @@ def _http_error(status, body):
     return f"HTTP {status}{hint}: {detail or 'no detail'}"
 
 
-def connect(host=None, token=None, username=None, password=None, ca_path=None, validate_certs=True, timeout=30.0, use_client=None):
-    """A transport to ``host`` with bearer ``token`` or basic auth; the ``ollama`` client if importable."""
+def connect(host=None, token=None, username=None, password=None, ca_path=None, validate_certs=True, timeout=30.0, use_client=None,
+            server_name=None):
+    """A transport to ``host`` with bearer ``token`` or basic auth; the ``ollama`` client if importable.
+
+    ``server_name``: connect to the address in ``host`` but present this name as SNI and ``Host``
+    and check the certificate for it (https:// only).
+    """
     host = base_url(host)
     if not host.startswith(("http://", "https://")):
         raise OllamaModelError(f"host {host!r}: only http:// and https:// are supported")
+    if server_name and not host.startswith("https://"):
+        raise OllamaModelError(f"server_name {server_name!r} needs an https:// host, not {host!r}")
     headers = {}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -159,9 +218,15 @@ def connect(host=None, token=None, username=None, password=None, ca_path=None, v
             verify = validate_certs
             if validate_certs and ca_path:
                 verify = ssl.create_default_context(cafile=ca_path)
-            client = ollama.Client(host=host, headers=headers, timeout=httpx.Timeout(timeout), verify=verify)
+            hooks = {}
+            if server_name:
+                def named(req):
+                    req.extensions["sni_hostname"] = server_name
+                    req.headers["Host"] = server_name + (f":{req.url.port}" if req.url.port else "")
+                hooks = {"event_hooks": {"request": [named]}}
+            client = ollama.Client(host=host, headers=headers, timeout=httpx.Timeout(timeout), verify=verify, **hooks)
             return ClientTransport(ollama, client, host)
-    return UrllibTransport(host, headers, validate_certs, ca_path, timeout)
+    return UrllibTransport(host, headers, validate_certs, ca_path, timeout, server_name)
 
 
 def _find(models, name):

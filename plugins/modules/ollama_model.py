@@ -49,6 +49,13 @@ options:
   ca_path:
     description: CA certificate (PEM file) to trust for C(https://) - for a self-signed front, its certificate.
     type: path
+  server_name:
+    description:
+      - For an O(host) that names an address (C(https://10.0.0.5)) - the name to present as SNI and
+        C(Host) and to check the certificate for, like C(curl --resolve). The nginx front of the
+        C(locus.infra.ollama) role answers only to the role's C(ollama_server_name).
+      - Needs an C(https://) O(host).
+    type: str
   validate_certs:
     description: Verify the server's TLS certificate.
     type: bool
@@ -91,6 +98,15 @@ EXAMPLES = r"""
     name: qwen2.5:0.5b
     state: absent
     host: https://ollama.example.org
+    token: "{{ vault_ollama_api_token }}"
+    ca_path: files/ollama-front.pem
+  delegate_to: localhost
+
+- name: Pull through the front by its address, checking the certificate for its name
+  locus.infra.ollama_model:
+    name: smollm2:135m
+    host: https://10.77.0.31
+    server_name: ollama.lab.example
     token: "{{ vault_ollama_api_token }}"
     ca_path: files/ollama-front.pem
   delegate_to: localhost
@@ -147,6 +163,7 @@ def main():
             "username": {"type": "str"},
             "password": {"type": "str", "no_log": True},
             "ca_path": {"type": "path"},
+            "server_name": {"type": "str"},
             "validate_certs": {"type": "bool", "default": True},
             "timeout": {"type": "float", "default": 60.0},
         },
@@ -163,7 +180,8 @@ def main():
         module.fail_json(msg=f"name: {exc}")
     try:
         api = _ollama_model.connect(p["host"], token=p["token"], username=p["username"], password=p["password"],
-                                    ca_path=p["ca_path"], validate_certs=p["validate_certs"], timeout=p["timeout"])
+                                    ca_path=p["ca_path"], validate_certs=p["validate_certs"], timeout=p["timeout"],
+                                    server_name=p["server_name"])
         result = _ollama_model.ensure(api, name, p["state"], check_mode=module.check_mode)
     except _ollama_model.OllamaModelError as exc:
         module.fail_json(msg=str(exc), model=name, status=exc.status)

@@ -115,3 +115,113 @@ def test_credentials_travel_as_authorization(double, transport, kwargs, expected
 def test_invalid_names_are_refused(name):
     with pytest.raises(ValueError, match="is not an Ollama model name"):
         om.normalise(name)
+
+
+# -- https:// with server_name: a TLS front on loopback (SNI recorded) forwarding to the double --------
+
+
+@pytest.fixture(scope="module")
+def front_cert(tmp_path_factory):
+    """A self-signed certificate for ollama-front.internal, like the ollama role's nginx front."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ollama-front.internal")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("ollama-front.internal")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    d = tmp_path_factory.mktemp("front")
+    (d / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return d
+
+
+@pytest.fixture
+def front(double, front_cert):
+    """TLS on 127.0.0.1 (the certificate above), every connection piped to the double; ``sni`` lists the names asked for.
+
+    A pipe passes the Host header on unchanged, so the name ends in ``.internal``, one that Ollama's
+    allowedHostsMiddleware (and the double) let through on loopback; nginx in front rewrites it instead.
+    """
+    import socket
+    import ssl
+    import threading
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(front_cert / "cert.pem", front_cert / "key.pem")
+    seen = []
+    ctx.sni_callback = lambda _sock, name, _ctx: seen.append(name)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(double.host.rsplit(":", 1)[1])
+
+    def pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve():
+        while True:
+            try:
+                conn, _addr = listener.accept()
+            except OSError:
+                return
+            try:
+                tls = ctx.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", port))
+            threading.Thread(target=pipe, args=(tls, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, tls), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield {"host": f"https://127.0.0.1:{listener.getsockname()[1]}", "ca": str(front_cert / "cert.pem"), "sni": seen}
+    listener.close()
+
+
+def test_https_by_address_with_server_name_sni_host_and_certificate(double, front, transport):
+    api = om.connect(front["host"], server_name="ollama-front.internal", ca_path=front["ca"], token="tok-0123456789abcdef",
+                     use_client=transport)
+    pulled = om.ensure(api, "smollm2:135m")
+    assert pulled["changed"] and pulled["pull"][-1] == "success" and pulled["host"] == front["host"]
+    with pytest.raises(om.OllamaModelError, match="^model broken:latest on https://127.0.0.1:[0-9]+: pull failed after 'verifying sha256 digest'"):
+        om.ensure(api, "broken")
+    assert not om.ensure(api, "smollm2:135m")["changed"]
+    assert om.ensure(api, "smollm2:135m", "absent")["changed"]
+    port = front["host"].rsplit(":", 1)[1]
+    assert {r["headers"]["host"] for r in double.requests} == {f"ollama-front.internal:{port}"}
+    assert {r["headers"]["authorization"] for r in double.requests} == {"Bearer tok-0123456789abcdef"}
+    assert set(front["sni"]) == {"ollama-front.internal"}
+
+
+@pytest.mark.parametrize("case", ["untrusted", "wrong name"])
+def test_https_certificate_is_checked(double, front, transport, case):
+    kwargs = {"server_name": "ollama-front.internal"} if case == "untrusted" else {"server_name": "other-front.internal", "ca_path": front["ca"]}
+    with pytest.raises(om.OllamaModelError, match=r"listing the models \(/api/tags\) failed: cannot reach https://127.0.0.1"):
+        om.ensure(om.connect(front["host"], use_client=transport, timeout=5, **kwargs), "smollm2")
+    assert double.requests == []
+    unchecked = om.connect(front["host"], use_client=transport, validate_certs=False, **{k: v for k, v in kwargs.items() if k != "ca_path"})
+    assert not om.ensure(unchecked, "smollm2", "absent")["changed"]
+
+
+def test_server_name_needs_https(double):
+    with pytest.raises(om.OllamaModelError, match="server_name 'ollama-front.internal' needs an https:// host"):
+        om.connect(double.host, server_name="ollama-front.internal")
