@@ -250,8 +250,9 @@ class OllamaDouble(LoopbackHTTPDouble):
     when llama_cpp imports), ``real`` or ``stand-in``; ``no_cloud``: refuse ``-cloud`` models.
     """
 
-    def __init__(self, models=None, n_ctx=4096, models_dir=None, library=None, inference="auto", no_cloud=False):
+    def __init__(self, models=None, n_ctx=4096, models_dir=None, library=None, inference="auto", no_cloud=False, version=VERSION):
         super().__init__()
+        self.version = version
         self._tmp = None
         if models_dir is None:
             self._tmp = tempfile.mkdtemp(prefix="ollama-double-")
@@ -438,7 +439,7 @@ class OllamaDouble(LoopbackHTTPDouble):
         if route in (("GET", "/"), ("HEAD", "/")):
             return self._send(handler, 200, b"Ollama is running", "text/plain; charset=utf-8")
         if route in (("GET", "/api/version"), ("HEAD", "/api/version")):
-            return self._send(handler, 200, {"version": VERSION})
+            return self._send(handler, 200, {"version": self.version})
         if route in (("GET", "/api/tags"), ("HEAD", "/api/tags")):
             with self._store_lock:
                 models = [self._tag(parts, p) for parts, p in sorted(self._manifests())]
@@ -712,17 +713,17 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def build_release(out_dir, arch="amd64"):
-    """Write ``ollama-linux-<arch>.tgz`` (bin/ollama, lib/ollama/doubles/...) and ``sha256sum.txt``
-    into ``out_dir``; byte-for-byte reproducible, files rewritten only when they differ.
-    Returns (path, sha256 hex, changed)."""
+def build_release(out_dir, arch="amd64", version=VERSION):
+    """Write ``ollama-linux-<arch>.tgz`` (bin/ollama, lib/ollama/doubles/..., lib/ollama/VERSION: the
+    version it reports) and ``sha256sum.txt`` into ``out_dir``; byte-for-byte reproducible, files
+    rewritten only when they differ. Returns (path, sha256 hex, changed)."""
     here = os.path.dirname(os.path.abspath(__file__))
     members = [("bin/ollama", BIN.encode(), 0o755)]
     for name in ("_loopback.py", "ollama_api.py"):
         with open(os.path.join(here, name), "rb") as f:
             members.append((f"lib/ollama/doubles/{name}", f.read(), 0o644))
     members.append(("lib/ollama/doubles/__init__.py", b"", 0o644))
-    members.append(("lib/ollama/VERSION", VERSION.encode() + b"\n", 0o644))
+    members.append(("lib/ollama/VERSION", version.encode() + b"\n", 0o644))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for dirname in ("bin", "lib", "lib/ollama", "lib/ollama/doubles"):
@@ -768,13 +769,23 @@ def _bind(value):
     return host or "127.0.0.1", int(port)
 
 
+def _release_version():
+    """The version of the installed release (lib/ollama/VERSION beside this package), else VERSION."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "VERSION"), encoding="utf-8") as f:
+            return f.read().strip() or VERSION
+    except OSError:
+        return VERSION
+
+
 def main(argv, env=None):
     env = os.environ if env is None else env
+    version = _release_version()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("Usage: ollama serve | ollama --version   (the locus.infra Ollama API double)")
         return 0
     if argv[0] in ("-v", "--version", "version"):
-        print(f"ollama version is {VERSION}")
+        print(f"ollama version is {version}")
         return 0
     if argv[0] != "serve":
         print(f'Error: unknown command "{argv[0]}" for "ollama" (this double only serves)', file=sys.stderr)
@@ -784,7 +795,7 @@ def main(argv, env=None):
     os.makedirs(models, mode=0o755, exist_ok=True)
     double = OllamaDouble(models={}, models_dir=models, library=env.get("OLLAMA_DOUBLE_LIBRARY"),
                           inference=env.get("OLLAMA_DOUBLE_INFERENCE", "auto"),
-                          no_cloud=env.get("OLLAMA_NO_CLOUD", "").lower() in ("1", "true", "yes", "on"))
+                          no_cloud=env.get("OLLAMA_NO_CLOUD", "").lower() in ("1", "true", "yes", "on"), version=version)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_a: stopped.set())
     signal.signal(signal.SIGINT, lambda *_a: stopped.set())
@@ -793,14 +804,15 @@ def main(argv, env=None):
     config = {k: re.sub(r"//[^@/]*@", "//***@", v) for k, v in sorted(env.items())
               if k.startswith("OLLAMA_") or k in ("HTTPS_PROXY", "NO_PROXY")}
     print(f"server config env={json.dumps(config)}", file=sys.stderr, flush=True)
-    print(f"Listening on {address}:{port} (version {VERSION}, Ollama API double)", file=sys.stderr, flush=True)
+    print(f"Listening on {address}:{port} (version {version}, Ollama API double)", file=sys.stderr, flush=True)
     stopped.wait()
     double.stop()
     return 0
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["release"]:
-        print(json.dumps(dict(zip(("path", "sha256", "changed"), build_release(sys.argv[2]), strict=True))))
+    if sys.argv[1:2] == ["release"]:  # release DIR [VERSION]
+        built = build_release(sys.argv[2], version=sys.argv[3] if len(sys.argv) > 3 else VERSION)
+        print(json.dumps(dict(zip(("path", "sha256", "changed"), built, strict=True))))
         sys.exit(0)
     sys.exit(main(sys.argv[1:]))

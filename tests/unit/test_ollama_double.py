@@ -184,3 +184,17 @@ def test_release_artefact_installs_and_serves_like_ollama(tmp_path, library):
         if proc.poll() is None:
             proc.kill()
     assert (tmp_path / "models/manifests/registry.ollama.ai/library/smollm2/135m").is_file()
+
+
+def test_release_of_another_version_reports_it(tmp_path):
+    """Two releases, as an upgrade needs: the artefact differs and the installed binary and API report its version."""
+    _p1, first, _c1 = build_release(str(tmp_path / "a"))
+    path, other, _c2 = build_release(str(tmp_path / "b"), version="0.13.6")
+    assert other != first
+    with tarfile.open(path) as tar:
+        tar.extractall(tmp_path / "usr", filter="data")
+    assert (tmp_path / "usr/lib/ollama/VERSION").read_text() == "0.13.6\n"
+    out = subprocess.run(["/usr/bin/python3", "-I", str(tmp_path / "usr/bin/ollama"), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout == "ollama version is 0.13.6\n"
+    with OllamaDouble(models={}, version="0.13.6") as api:
+        assert json.loads(call(api.host, "GET", "/api/version")[2]) == {"version": "0.13.6"}
