@@ -4,16 +4,24 @@
 
 Private API of the collection (may change without notice).
 
-The manager first *plans*: it reads what exists (one ``GET /cluster/resources`` and one
-``GET .../config`` for an existing VM), normalises both sides and derives the exact
-actions -- clone/create, the config keys that differ, disk grows, pool moves, power
-changes, delete.  Check mode returns that plan; diff mode shows the keys that change;
-a normal run carries it out, re-reading the config once after a clone (new MACs and disk
-names are only known then).
+Two parts, so that what is decided can be read apart from how it is done:
+
+- ``VmPlanner`` (pure, no API calls) decides *what to do* from the validated spec
+  (``_Spec``) and what the API returned: the VM meant (``find``), the clone source, the
+  exact actions -- clone/create, the config keys that differ, disk grows, pool moves,
+  power changes, migrate, delete -- with the changes shown in diff mode and the warnings.
+- ``VmExecutor`` *does it*: it reads what exists (one ``GET /cluster/resources`` and one
+  ``GET .../config`` for an existing VM), hands that to the planner and, unless in check
+  mode, makes the API calls and waits for the Proxmox tasks inside the node's slot.  After
+  a clone it reads the config once more and asks the planner again (new MACs and disk
+  names are only known then).
+
+Check mode returns the plan; diff mode shows the keys that change.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 
 from ansible_collections.locus.infra.plugins.module_utils import _proxmox_config as cfg
@@ -49,6 +57,29 @@ class _Spec:
     def __init__(self, p):
         self.p = p
         self.name = p["name"]
+        self._check_numbers(p)
+        self.tags = None
+        if p.get("tags") is not None:
+            try:
+                self.tags = cfg.check_tags(cfg.normalise_tags(p["tags"]))
+            except cfg.ConfigValueError as exc:
+                raise VmSpecError(f"tags: {exc}") from None
+        ref = p.get("ref_tag")
+        if ref and not cfg.REF_TAG_RE.match(ref):
+            raise VmSpecError(f"ref_tag: {ref!r} is not a REF-tag (LOCUS-<ACTION><YYYYMMDD>-<SEQ>)")
+        self.ref_tag = ref
+        self.nics = _spec_nics(p.get("nics") or [])
+        self.disks = _spec_disks(p.get("disks") or [])
+        self.cloud_init = None
+        if p.get("cloud_init") is not None:
+            self._set_cloud_init(p["cloud_init"], {disk["slot"] for disk in self.disks})
+        extra = p.get("extra_config") or {}
+        for key in extra:
+            if MANAGED_KEYS_RE.match(key):
+                raise VmSpecError(f"extra_config.{key}: this key is managed by a module option; use that option")
+        self.extra = {k: _scalar(v) for k, v in extra.items()}
+
+    def _check_numbers(self, p):
         if not re.match(r"^(?=.{1,63}$)[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$",
                         self.name):
             raise VmSpecError(f"name: {self.name!r} is not a valid DNS name (letters, digits, '-', '.')")
@@ -64,72 +95,26 @@ class _Spec:
         for opt, low in (("cores", 1), ("sockets", 1), ("vcpus", 1)):
             if p.get(opt) is not None and p[opt] < low:
                 raise VmSpecError(f"{opt}: {p[opt]} is below {low}")
-        self.tags = None
-        if p.get("tags") is not None:
+
+    def _set_cloud_init(self, ci, slots):
+        self.cloud_init = dict(ci)
+        try:
+            keys = cfg.normalise_ssh_keys(ci.get("ssh_keys")) if ci.get("ssh_keys") is not None else None
+            self.ssh_keys = cfg.check_ssh_keys(keys) if keys is not None else None
+        except cfg.ConfigValueError as exc:
+            raise VmSpecError(f"cloud_init.ssh_keys: {exc}") from None
+        self.ipconfig = []
+        for i, item in enumerate(ci.get("ipconfig") or []):
             try:
-                self.tags = cfg.check_tags(cfg.normalise_tags(p["tags"]))
+                self.ipconfig.append(cfg.normalise_ipconfig(item) if item else None)
             except cfg.ConfigValueError as exc:
-                raise VmSpecError(f"tags: {exc}") from None
-        ref = p.get("ref_tag")
-        if ref and not cfg.REF_TAG_RE.match(ref):
-            raise VmSpecError(f"ref_tag: {ref!r} is not a REF-tag (LOCUS-<ACTION><YYYYMMDD>-<SEQ>)")
-        self.ref_tag = ref
-        self.nics = []
-        for i, nic in enumerate(p.get("nics") or []):
-            if nic.get("vlan") is not None and not 1 <= nic["vlan"] <= 4094:
-                raise VmSpecError(f"nics[{i}].vlan: {nic['vlan']} is not a VLAN id (1..4094)")
-            if nic.get("mtu") is not None and not 1 <= nic["mtu"] <= 65520:
-                raise VmSpecError(f"nics[{i}].mtu: {nic['mtu']} is outside 1..65520")
-            try:
-                self.nics.append(cfg.desired_net(nic))
-            except cfg.ConfigValueError as exc:
-                raise VmSpecError(f"nics[{i}]: {exc}") from None
-        self.disks = []
-        slots = set()
-        for i, disk in enumerate(p.get("disks") or []):
-            slot = disk.get("slot") or f"scsi{i}"
-            if not cfg.DISK_SLOT_RE.match(slot):
-                raise VmSpecError(f"disks[{i}].slot: {slot!r} is not a disk slot (scsi0-30, virtio0-15, sata0-5, ide0-3)")
-            if slot in slots:
-                raise VmSpecError(f"disks[{i}].slot: {slot} is used twice")
-            slots.add(slot)
-            try:
-                size = cfg.parse_size(disk["size"], default_unit="G")
-            except cfg.ConfigValueError as exc:
-                raise VmSpecError(f"disks[{i}].size: {exc}") from None
-            if size < cfg.GIB // 1024:
-                raise VmSpecError(f"disks[{i}].size: {disk['size']!r} is too small")
-            options = {k: cfg.drive_option_value(k, v) for k, v in (disk.get("options") or {}).items()}
-            if "size" in options or "file" in options:
-                raise VmSpecError(f"disks[{i}].options: set size with disks[{i}].size; the volume is not an option")
-            self.disks.append({"slot": slot, "size": size, "storage": disk.get("storage"), "options": options,
-                               "index": i})
-        ci = p.get("cloud_init")
-        self.cloud_init = None
-        if ci is not None:
-            self.cloud_init = dict(ci)
-            try:
-                keys = cfg.normalise_ssh_keys(ci.get("ssh_keys")) if ci.get("ssh_keys") is not None else None
-                self.ssh_keys = cfg.check_ssh_keys(keys) if keys is not None else None
-            except cfg.ConfigValueError as exc:
-                raise VmSpecError(f"cloud_init.ssh_keys: {exc}") from None
-            self.ipconfig = []
-            for i, item in enumerate(ci.get("ipconfig") or []):
-                try:
-                    self.ipconfig.append(cfg.normalise_ipconfig(item) if item else None)
-                except cfg.ConfigValueError as exc:
-                    raise VmSpecError(f"cloud_init.ipconfig[{i}]: {exc}") from None
-            slot = ci.get("drive_slot") or "ide2"
-            if not cfg.DISK_SLOT_RE.match(slot):
-                raise VmSpecError(f"cloud_init.drive_slot: {slot!r} is not a drive slot")
-            if slot in slots:
-                raise VmSpecError(f"cloud_init.drive_slot: {slot} is also used by disks")
-            self.ci_slot = slot
-        extra = p.get("extra_config") or {}
-        for key in extra:
-            if MANAGED_KEYS_RE.match(key):
-                raise VmSpecError(f"extra_config.{key}: this key is managed by a module option; use that option")
-        self.extra = {k: _scalar(v) for k, v in extra.items()}
+                raise VmSpecError(f"cloud_init.ipconfig[{i}]: {exc}") from None
+        slot = ci.get("drive_slot") or "ide2"
+        if not cfg.DISK_SLOT_RE.match(slot):
+            raise VmSpecError(f"cloud_init.drive_slot: {slot!r} is not a drive slot")
+        if slot in slots:
+            raise VmSpecError(f"cloud_init.drive_slot: {slot} is also used by disks")
+        self.ci_slot = slot
 
     # names of PVE parameters -> module options, for per-parameter API errors
     def option_names(self):
@@ -150,6 +135,43 @@ class _Spec:
         for key in self.extra:
             names[key] = f"extra_config.{key}"
         return names
+
+
+def _spec_nics(nics):
+    out = []
+    for i, nic in enumerate(nics):
+        if nic.get("vlan") is not None and not 1 <= nic["vlan"] <= 4094:
+            raise VmSpecError(f"nics[{i}].vlan: {nic['vlan']} is not a VLAN id (1..4094)")
+        if nic.get("mtu") is not None and not 1 <= nic["mtu"] <= 65520:
+            raise VmSpecError(f"nics[{i}].mtu: {nic['mtu']} is outside 1..65520")
+        try:
+            out.append(cfg.desired_net(nic))
+        except cfg.ConfigValueError as exc:
+            raise VmSpecError(f"nics[{i}]: {exc}") from None
+    return out
+
+
+def _spec_disks(disks):
+    out = []
+    slots = set()
+    for i, disk in enumerate(disks):
+        slot = disk.get("slot") or f"scsi{i}"
+        if not cfg.DISK_SLOT_RE.match(slot):
+            raise VmSpecError(f"disks[{i}].slot: {slot!r} is not a disk slot (scsi0-30, virtio0-15, sata0-5, ide0-3)")
+        if slot in slots:
+            raise VmSpecError(f"disks[{i}].slot: {slot} is used twice")
+        slots.add(slot)
+        try:
+            size = cfg.parse_size(disk["size"], default_unit="G")
+        except cfg.ConfigValueError as exc:
+            raise VmSpecError(f"disks[{i}].size: {exc}") from None
+        if size < cfg.GIB // 1024:
+            raise VmSpecError(f"disks[{i}].size: {disk['size']!r} is too small")
+        options = {k: cfg.drive_option_value(k, v) for k, v in (disk.get("options") or {}).items()}
+        if "size" in options or "file" in options:
+            raise VmSpecError(f"disks[{i}].options: set size with disks[{i}].size; the volume is not an option")
+        out.append({"slot": slot, "size": size, "storage": disk.get("storage"), "options": options, "index": i})
+    return out
 
 
 def _applied(conf, updates):
@@ -177,38 +199,38 @@ def _same_scalar(current, desired):
         return False
 
 
-class VmManager:
-    def __init__(self, client, params, check_mode=False, diff_mode=False, warn=None):
-        self.client = client
+class Steps:
+    """What a create or an update changes, in the order the executor carries it out."""
+
+    def __init__(self, updates=None, resizes=None, pool_move=None, power=None, pending=None):
+        self.updates = updates or {}      # config keys to PUT (or to POST with a create)
+        self.resizes = resizes or []      # (slot, new bytes, old bytes), grow only
+        self.pool_move = pool_move        # (old pool or None, new pool)
+        self.power = power                # start | shutdown | reboot | None
+        self.pending = pending or []      # updated keys a running VM only takes at its next restart
+
+
+class VmPlanner:
+    """What to do (pure): from the spec and what the API returned, the actions, the config
+    keys to send, disk grows, pool moves and power changes.  It records the changes shown
+    in diff mode and the warnings, and never calls the API."""
+
+    def __init__(self, spec, params):
+        self.spec = spec
         self.p = params
-        self.check_mode = check_mode
-        self.diff_mode = diff_mode
-        self.spec = _Spec(params)
-        self.names = self.spec.option_names()
         self.actions = []
         self.changes = {}
-        self.tasks = []
         self.warnings = []
-        self._warn = warn
-        self.timeout = params.get("wait_timeout") or 600
-        self.result = {"changed": False, "name": self.spec.name, "created": False}
 
-    # ------------------------------------------------------------- helpers ---
     def warn(self, text):
         self.warnings.append(text)
 
     def change(self, key, before, after):
         self.changes[key] = {"before": before, "after": after}
 
-    def run_task(self, method, path, params=None, what="task", timeout=None):
-        res = self.client.run_task(method, path, params, timeout=timeout or self.timeout, what=what, names=self.names)
-        if res is not None:
-            self.tasks.append({"what": what, **res.as_dict()})
-            for line in res.warnings:
-                self.warn(f"{what}: {line}")
-        return res
-
-    def _find(self, resources):
+    # ----------------------------------------------------- what is there ---
+    def find(self, resources):
+        """The VM this spec names among ``GET /cluster/resources``, or None."""
         vms = [r for r in resources if r.get("type") == "qemu"]
         spec = self.spec
         if spec.vmid is not None:
@@ -231,7 +253,8 @@ class VmManager:
             raise VmSpecError(f"name: {len(match)} VMs are named {spec.name} (VMIDs {ids}); set vmid to pick one")
         return match[0] if match else None
 
-    def _source(self, resources, node=None):
+    def source(self, resources, node=None):
+        """The template (or VM) to clone from, or None when the VM is created empty."""
         source = str(self.p["clone"]["source"]) if self.p.get("clone") else None
         if source is None:
             return None
@@ -256,52 +279,178 @@ class VmManager:
                               f"{'none' if not local else 'several'} on node {node}; give the VMID")
         return match[0]
 
-    # ------------------------------------------------------------ planning ---
+    # ------------------------------------------------------ whole states ---
+    def absent(self, vm, conf):
+        """Stop (when running) and delete; returns whether a stop comes first."""
+        running = vm.get("status") == "running"
+        self.change("state", vm.get("status"), "absent")
+        for key in sorted(k for k in conf if k != "digest"):
+            if MANAGED_KEYS_RE.match(key):
+                self.changes.setdefault(key, {"before": conf[key], "after": None})
+        if running:
+            self.actions.append("stop")
+        self.actions.append("delete")
+        return running
+
+    def migration_target(self, vm):
+        """The node to migrate to; checked before the cluster's nodes are read."""
+        if not self.p.get("node"):
+            raise VmSpecError("node: state=migrated needs the target node")
+        if vm is None:
+            raise VmSpecError(f"name: VM {self.spec.name} does not exist; state=migrated moves an existing VM")
+        return self.p["node"]
+
+    def migrate(self, vm, target, nodes):
+        """Whether the VM moves (online when it runs, with its local disks); nothing else changes."""
+        if target not in nodes:
+            raise VmSpecError(f"node: {target} is not a node of the cluster (nodes: {', '.join(sorted(nodes))})")
+        if vm["node"] == target:
+            return False
+        online = vm.get("status") == "running"
+        self.actions.append(f"migrate from {vm['node']} to {target} ({'online' if online else 'offline'})")
+        self.change("node", vm["node"], target)
+        return True
+
+    def create_node(self):
+        node = self.p.get("node")
+        if not node:
+            raise VmSpecError(f"node: VM {self.spec.name} does not exist; node is required to create it")
+        return node
+
+    def create(self, vmid, source, source_conf):
+        """Clone ``source`` (its config ``source_conf``) or create an empty VM as ``vmid``."""
+        if source is not None:
+            base = self.predicted_clone_config(source_conf, vmid)
+            full = self.p["clone"].get("full", True)
+            self.actions.append(f"clone {source.get('name') or source['vmid']} ({source['vmid']}) -> {vmid} "
+                                f"({'full' if full else 'linked'})")
+        else:
+            base = {}
+            self.actions.append(f"create {vmid}")
+        self.change("vmid", None, vmid)
+        updates, resizes = self.plan_config(base, creating=True)
+        if self.p.get("pool"):
+            self.change("pool", None, self.p["pool"])
+        steps = Steps(updates, resizes, power=self.power_action("stopped"))
+        if steps.power:
+            self.change("status", None, "running")
+        # a clone is configured after it exists; a new VM gets its config with the create
+        self.actions.extend(self.describe(Steps(updates if source is not None else {}, resizes, power=steps.power)))
+        return steps
+
+    def made(self, vmid, cloned):
+        """The VMID the clone or create really took (another run may have taken the first one)."""
+        self.actions[0] = re.sub(r"-> \d+", f"-> {vmid}", self.actions[0]) if cloned else f"create {vmid}"
+        self.changes["vmid"] = {"before": None, "after": vmid}
+
+    def after_clone(self, conf, power):
+        """Plan again on the real clone: new MACs and volume names are known now."""
+        keep = {k: v for k, v in self.changes.items() if k in ("vmid", "pool", "status")}
+        self.changes = {}
+        updates, resizes = self.plan_config(conf, creating=True)
+        self.changes.update(keep)
+        steps = Steps(updates, resizes, power=power)
+        self.actions = self.actions[:1] + self.describe(steps)
+        return steps
+
+    def update(self, vm, conf):
+        """Bring an existing VM (``vm`` from cluster/resources, its ``conf``) to the spec."""
+        spec, p = self.spec, self.p
+        vmid, status = int(vm["vmid"]), vm.get("status")
+        if conf.get("lock"):
+            self.warn(f"VM {spec.name} ({vmid}) is locked ({conf['lock']}); changes wait for the lock (retried)")
+        updates, resizes = self.plan_config(conf)
+        pool_move = None
+        if p.get("pool") and vm.get("pool") != p["pool"]:
+            pool_move = (vm.get("pool"), p["pool"])
+            self.change("pool", vm.get("pool"), p["pool"])
+        power = self.power_action(status)
+        if power:
+            self.change("status", status, "stopped" if power == "shutdown" else "running")
+        pending = sorted(k for k in updates if status == "running" and not HOTPLUG_RE.match(k))
+        steps = Steps(updates, resizes, pool_move, power, pending)
+        self.actions.extend(self.describe(steps))
+        return steps
+
+    def power_action(self, status):
+        state = self.p["state"]
+        if state == "started" and status != "running":
+            return "start"
+        if state == "stopped" and status == "running":
+            return "shutdown"
+        if state == "restarted":
+            return "reboot" if status == "running" else "start"
+        return None
+
+    @staticmethod
+    def describe(steps):
+        actions = []
+        if steps.updates:
+            actions.append("update config: " + ", ".join(sorted(steps.updates)))
+        for slot, new, old in steps.resizes:
+            actions.append(f"resize {slot} {cfg.human_size(old)} -> {cfg.human_size(new)}")
+        if steps.pool_move:
+            actions.append(f"move to pool {steps.pool_move[1]}")
+        if steps.power:
+            actions.append(steps.power)
+        return actions
+
+    # ---------------------------------------------------- config keys ---
     def plan_config(self, current, creating=False):
         """Config keys to send so that ``current`` becomes what the spec says.
 
         Returns (updates, resizes); records changes for diff/changes output."""
-        spec, p = self.spec, self.p
         updates = {}
         resizes = []
+        self._plan_scalars(current, creating, updates)
+        self._plan_nics(current, updates)
+        self._plan_disks(current, creating, updates, resizes)
+        if self.spec.cloud_init is not None:
+            self._plan_cloud_init(current, creating, updates)
+        for key, value in self.spec.extra.items():
+            self._scalar(updates, key, value, current.get(key), send=value, equal=_same_scalar)
+        self._plan_description(current, updates, resizes)
+        return updates, resizes
 
-        def scalar(key, desired, current_value, equal, send, display=None):
-            if desired is None:
-                return
-            if not equal(current_value, desired):
-                updates[key] = send
-                show = display or (lambda v: v)
-                self.change(key, show(current_value) if current_value is not None else None, show(desired))
+    def _scalar(self, updates, key, desired, current_value, send, equal=operator.eq):
+        if desired is None:
+            return
+        if not equal(current_value, desired):
+            updates[key] = send
+            self.change(key, current_value, desired)
 
-        scalar("name", spec.name, current.get("name"), lambda a, b: a == b, spec.name)
+    def _plan_scalars(self, current, creating, updates):
+        spec, p = self.spec, self.p
+        self._scalar(updates, "name", spec.name, current.get("name"), spec.name)
         for key in ("cores", "sockets", "vcpus", "balloon"):
             value = p.get(key)
             cur = cfg.pve_int(current.get(key))
             if cur is None and not creating:
                 cur = PVE_DEFAULTS.get(key)
-            scalar(key, value, cur, lambda a, b: a == b, str(value) if value is not None else None)
+            self._scalar(updates, key, value, cur, str(value) if value is not None else None)
         if spec.memory is not None:
             cur = cfg.memory_mib(current.get("memory"))
             if cur is None and not creating:
                 cur = PVE_DEFAULTS["memory"]
-            scalar("memory", spec.memory, cur, lambda a, b: a == b, str(spec.memory))
+            self._scalar(updates, "memory", spec.memory, cur, str(spec.memory))
         if p.get("cpu_type"):
-            scalar("cpu", p["cpu_type"], cfg.cpu_type(current.get("cpu")), lambda a, b: a == b,
-                   cfg.set_cpu_type(current.get("cpu"), p["cpu_type"]))
+            self._scalar(updates, "cpu", p["cpu_type"], cfg.cpu_type(current.get("cpu")),
+                         cfg.set_cpu_type(current.get("cpu"), p["cpu_type"]))
         if p.get("onboot") is not None:
             cur = cfg.pve_bool(current.get("onboot")) if current.get("onboot") is not None else False
-            scalar("onboot", p["onboot"], cur, lambda a, b: a == b, "1" if p["onboot"] else "0")
+            self._scalar(updates, "onboot", p["onboot"], cur, "1" if p["onboot"] else "0")
         if p.get("agent") is not None:
             cur = cfg.agent_enabled(current.get("agent")) if current.get("agent") is not None else False
-            scalar("agent", p["agent"], cur, lambda a, b: a == b, cfg.set_agent_enabled(current.get("agent"), p["agent"]))
+            self._scalar(updates, "agent", p["agent"], cur, cfg.set_agent_enabled(current.get("agent"), p["agent"]))
         if spec.tags is not None:
             cur = cfg.normalise_tags(current.get("tags"))
             if not cfg.tags_equal(cur, spec.tags):
                 updates["tags"] = ";".join(spec.tags)
                 self.change("tags", cur, spec.tags)
 
-        # NICs: keep the MAC PVE generated unless one is given
-        for i, desired in enumerate(spec.nics):
+    def _plan_nics(self, current, updates):
+        # keep the MAC PVE generated unless one is given
+        for i, desired in enumerate(self.spec.nics):
             key = f"net{i}"
             cur_raw = current.get(key)
             cur = cfg.parse_net(cur_raw) if cur_raw else None
@@ -311,13 +460,15 @@ class VmManager:
                 self.change(key, cur_raw, cfg.print_net(merged) if merged.get("macaddr") else
                             cfg.print_net(merged) + " (MAC generated by Proxmox)")
 
-        # disks: grow only
+    def _plan_disks(self, current, creating, updates, resizes):
+        # grow only
+        spec = self.spec
         for disk in spec.disks:
             slot = disk["slot"]
             cur_raw = current.get(slot)
             label = f"disks[{disk['index']}] ({slot})"
             if cur_raw is None:
-                storage = disk["storage"] or p.get("storage")
+                storage = disk["storage"] or self.p.get("storage")
                 if not storage:
                     raise VmSpecError(f"{label}: a new disk needs a storage (disks[{disk['index']}].storage or storage)")
                 gib = disk["size"] / cfg.GIB
@@ -347,58 +498,57 @@ class VmManager:
                 shown = dict(merged, size=cfg.format_size(max(disk["size"], size)))
                 self.change(slot, cur_raw, cfg.print_drive(shown))
 
-        # cloud-init
-        if spec.cloud_init is not None:
-            ci = spec.cloud_init
-            if ci.get("user") is not None:
-                scalar("ciuser", ci["user"], current.get("ciuser"), lambda a, b: a == b, ci["user"])
-            if ci.get("password") is not None and (creating or ci.get("password_update") == "always"):
-                updates["cipassword"] = ci["password"]
-                self.change("cipassword", "********" if current.get("cipassword") else None, "********")
-            if spec.ssh_keys is not None:
-                cur = cfg.normalise_ssh_keys(current.get("sshkeys"))
-                if cur != spec.ssh_keys:
-                    updates["sshkeys"] = cfg.encode_ssh_keys(spec.ssh_keys)
-                    self.change("sshkeys", cur or None, spec.ssh_keys)
-            for i, desired in enumerate(spec.ipconfig):
-                if desired is None:
-                    continue
-                key = f"ipconfig{i}"
-                cur = cfg.normalise_ipconfig(current.get(key)) if current.get(key) else None
+    def _plan_cloud_init(self, current, creating, updates):
+        spec = self.spec
+        ci = spec.cloud_init
+        if ci.get("user") is not None:
+            self._scalar(updates, "ciuser", ci["user"], current.get("ciuser"), ci["user"])
+        if ci.get("password") is not None and (creating or ci.get("password_update") == "always"):
+            updates["cipassword"] = ci["password"]
+            self.change("cipassword", "********" if current.get("cipassword") else None, "********")
+        if spec.ssh_keys is not None:
+            cur = cfg.normalise_ssh_keys(current.get("sshkeys"))
+            if cur != spec.ssh_keys:
+                updates["sshkeys"] = cfg.encode_ssh_keys(spec.ssh_keys)
+                self.change("sshkeys", cur or None, spec.ssh_keys)
+        for i, desired in enumerate(spec.ipconfig):
+            if desired is None:
+                continue
+            key = f"ipconfig{i}"
+            cur = cfg.normalise_ipconfig(current.get(key)) if current.get(key) else None
+            if cur != desired:
+                updates[key] = cfg.print_ipconfig(desired)
+                self.change(key, current.get(key), cfg.print_ipconfig(desired))
+        for key in ("nameserver", "searchdomain"):
+            if ci.get(key) is not None:
+                desired = cfg.split_list(ci[key])
+                cur = cfg.split_list(current.get(key))
                 if cur != desired:
-                    updates[key] = cfg.print_ipconfig(desired)
-                    self.change(key, current.get(key), cfg.print_ipconfig(desired))
-            for opt, key in (("nameserver", "nameserver"), ("searchdomain", "searchdomain")):
-                if ci.get(opt) is not None:
-                    desired = cfg.split_list(ci[opt])
-                    cur = cfg.split_list(current.get(key))
-                    if cur != desired:
-                        updates[key] = " ".join(desired)
-                        self.change(key, " ".join(cur) or None, " ".join(desired))
-            if ci.get("type") is not None:
-                scalar("citype", ci["type"], current.get("citype"), lambda a, b: a == b, ci["type"])
-            if ci.get("upgrade") is not None:
-                cur = cfg.pve_bool(current.get("ciupgrade")) if current.get("ciupgrade") is not None else None
-                scalar("ciupgrade", ci["upgrade"], cur, lambda a, b: a == b, "1" if ci["upgrade"] else "0")
-            has_drive = any(cfg.DISK_SLOT_RE.match(k) and cfg.drive_is_cloudinit(v) for k, v in current.items())
-            if not has_drive:
-                slot = spec.ci_slot
-                if current.get(slot):
-                    raise VmSpecError(f"cloud_init.drive_slot: {slot} of VM {spec.name} is in use ({current[slot]}); "
-                                      "pick a free slot for the cloud-init drive")
-                storage = ci.get("storage") or p.get("storage") or self._first_disk_storage(current)
-                if not storage:
-                    raise VmSpecError("cloud_init: the VM has no cloud-init drive and no storage is known for one "
-                                      "(set cloud_init.storage or storage)")
-                updates[slot] = f"{storage}:cloudinit"
-                self.change(slot, None, f"{storage}:cloudinit (cloud-init drive)")
+                    updates[key] = " ".join(desired)
+                    self.change(key, " ".join(cur) or None, " ".join(desired))
+        if ci.get("type") is not None:
+            self._scalar(updates, "citype", ci["type"], current.get("citype"), ci["type"])
+        if ci.get("upgrade") is not None:
+            cur = cfg.pve_bool(current.get("ciupgrade")) if current.get("ciupgrade") is not None else None
+            self._scalar(updates, "ciupgrade", ci["upgrade"], cur, "1" if ci["upgrade"] else "0")
+        has_drive = any(cfg.DISK_SLOT_RE.match(k) and cfg.drive_is_cloudinit(v) for k, v in current.items())
+        if not has_drive:
+            slot = spec.ci_slot
+            if current.get(slot):
+                raise VmSpecError(f"cloud_init.drive_slot: {slot} of VM {spec.name} is in use ({current[slot]}); "
+                                  "pick a free slot for the cloud-init drive")
+            storage = ci.get("storage") or self.p.get("storage") or _first_disk_storage(current)
+            if not storage:
+                raise VmSpecError("cloud_init: the VM has no cloud-init drive and no storage is known for one "
+                                  "(set cloud_init.storage or storage)")
+            updates[slot] = f"{storage}:cloudinit"
+            self.change(slot, None, f"{storage}:cloudinit (cloud-init drive)")
 
-        for key, value in spec.extra.items():
-            scalar(key, value, current.get(key), _same_scalar, value)
-
-        # description: the text is compared; the REF-tag line moves only with a real change
+    def _plan_description(self, current, updates, resizes):
+        # the text is compared; the REF-tag line moves only with a real change
+        spec = self.spec
         text, cur_tag = cfg.split_ref(current.get("description"))
-        desired_text = p.get("description")
+        desired_text = self.p.get("description")
         want_text = text if desired_text is None else desired_text.rstrip()
         if desired_text is not None and want_text != text:
             self.change("description", text or None, want_text)
@@ -411,15 +561,6 @@ class VmManager:
                 updates["description"] = new
                 if spec.ref_tag and spec.ref_tag != cur_tag:
                     self.change("ref_tag", cur_tag, spec.ref_tag)
-        return updates, resizes
-
-    @staticmethod
-    def _first_disk_storage(conf):
-        for key in sorted(conf):
-            value = conf[key]
-            if cfg.DISK_SLOT_RE.match(key) and not cfg.drive_is_cdrom(value) and ":" in cfg.parse_drive(value)["file"]:
-                return cfg.parse_drive(value)["file"].split(":")[0]
-        return None
 
     def predicted_clone_config(self, source_conf, vmid):
         """What PVE's clone produces (qemu-server clone_vm): same config, new MACs, name set,
@@ -443,118 +584,78 @@ class VmManager:
         conf["name"] = self.spec.name
         return conf
 
-    @staticmethod
-    def _describe(updates, resizes, pool_move, power):
-        actions = []
-        if updates:
-            actions.append("update config: " + ", ".join(sorted(updates)))
-        for slot, new, old in resizes:
-            actions.append(f"resize {slot} {cfg.human_size(old)} -> {cfg.human_size(new)}")
-        if pool_move:
-            actions.append(f"move to pool {pool_move[1]}")
-        if power:
-            actions.append(power)
-        return actions
 
-    def power_action(self, status):
-        state = self.p["state"]
-        if state == "started" and status != "running":
-            return "start"
-        if state == "stopped" and status == "running":
-            return "shutdown"
-        if state == "restarted":
-            return "reboot" if status == "running" else "start"
-        return None
+def _first_disk_storage(conf):
+    for key in sorted(conf):
+        value = conf[key]
+        if cfg.DISK_SLOT_RE.match(key) and not cfg.drive_is_cdrom(value) and ":" in cfg.parse_drive(value)["file"]:
+            return cfg.parse_drive(value)["file"].split(":")[0]
+    return None
 
-    # ---------------------------------------------------------------- run ---
+
+class VmExecutor:
+    """Carries out what the planner decides: reads the cluster, makes the API calls and
+    waits for the Proxmox tasks, one node slot at a time. Check mode stops after planning."""
+
+    def __init__(self, client, params, check_mode=False, diff_mode=False):
+        self.client = client
+        self.p = params
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
+        self.spec = _Spec(params)
+        self.names = self.spec.option_names()
+        self.plan = VmPlanner(self.spec, params)
+        self.tasks = []
+        self.timeout = params.get("wait_timeout") or 600
+        self.result = {"changed": False, "name": self.spec.name, "created": False}
+
+    # what the module reports, also when an API error stops the run half-way
+    @property
+    def actions(self):
+        return self.plan.actions
+
+    @property
+    def warnings(self):
+        return self.plan.warnings
+
     def run(self):
-        client, p = self.client, self.p
-        resources = client.resources("vm")
-        vm = self._find(resources)
-        if p["state"] == "absent":
+        resources = self.client.resources("vm")
+        vm = self.plan.find(resources)
+        if self.p["state"] == "absent":
             return self._absent(vm)
-        if p["state"] == "migrated":
-            return self._migrate(vm, resources)
+        if self.p["state"] == "migrated":
+            return self._migrate(vm)
         if vm is None:
             return self._create(resources)
         return self._update(vm)
 
-    def _migrate(self, vm, resources):
-        """Move the VM to ``node``: online (live) when it runs, with its local disks; nothing else changes."""
-        target, spec = self.p.get("node"), self.spec
-        if not target:
-            raise VmSpecError("node: state=migrated needs the target node")
-        if vm is None:
-            raise VmSpecError(f"name: VM {spec.name} does not exist; state=migrated moves an existing VM")
-        vmid, node, status = int(vm["vmid"]), vm["node"], vm.get("status")
-        nodes = {r.get("node") for r in client_nodes(self.client)}
-        if target not in nodes:
-            raise VmSpecError(f"node: {target} is not a node of the cluster (nodes: {', '.join(sorted(nodes))})")
-        if node == target:
-            return self._finish(vmid, node, status)
-        online = status == "running"
-        self.actions.append(f"migrate from {node} to {target} ({'online' if online else 'offline'})")
-        self.change("node", node, target)
-        if not self.check_mode:
-            params = {"target": target, "with-local-disks": 1}
-            if online:
-                params["online"] = 1
-            with self._slot(target):
-                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/migrate", params,
-                              what=f"migration of VM {vmid} ({spec.name}) to {target}")
-            node = target
-        return self._finish(vmid, node, status)
-
-    def _finish(self, vmid, node, status, conf=None):
-        res = self.result
-        res.update(vmid=vmid, node=node, status=status, actions=self.actions, changes=self.changes,
-                   tasks=self.tasks)
-        res["changed"] = bool(self.actions)
-        if conf is not None:
-            macs = {}
-            for key, value in conf.items():
-                if re.match(r"^net\d+$", key):
-                    mac = cfg.parse_net(value).get("macaddr")
-                    if mac:
-                        macs[key] = mac
-            res["macs"] = macs
-            addr = cfg.ipconfig_address(conf.get("ipconfig0")) if conf.get("ipconfig0") else None
-            res["ip_address"] = addr
-            res["ref_tag"] = cfg.split_ref(conf.get("description"))[1]
-        if self.diff_mode:
-            res["diff"] = self._diff()
+    def run_task(self, method, path, params=None, what="task", timeout=None):
+        res = self.client.run_task(method, path, params, timeout=timeout or self.timeout, what=what, names=self.names)
+        if res is not None:
+            self.tasks.append({"what": what, **res.as_dict()})
+            for line in res.warnings:
+                self.plan.warn(f"{what}: {line}")
         return res
 
-    def _diff(self):
-        before, after = {}, {}
-        for key, change in self.changes.items():
-            before[key] = cfg.display_value(key, change["before"])
-            after[key] = cfg.display_value(key, change["after"])
-        return {"before": before, "after": after}
+    def _config(self, node, vmid):
+        return self.client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
 
     def _slot(self, node):
         key = f"{self.p['api_host']}-{node}"
         limit = self.p.get("node_concurrency") or 0
         return node_slot(key, limit, timeout=max(self.timeout, 60) * 4)
 
-    # -------------------------------------------------------------- absent ---
+    # ------------------------------------------------------------- states ---
     def _absent(self, vm):
         if vm is None:
             return self._finish(None, None, "absent")
         vmid, node = int(vm["vmid"]), vm["node"]
-        conf = self.client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
-        status = vm.get("status")
-        self.change("state", status, "absent")
-        for key in sorted(k for k in conf if k != "digest"):
-            if MANAGED_KEYS_RE.match(key):
-                self.changes.setdefault(key, {"before": conf[key], "after": None})
-        if status == "running":
-            self.actions.append("stop")
-        self.actions.append("delete")
+        conf = self._config(node, vmid)
+        stop = self.plan.absent(vm, conf)
         if self.check_mode:
-            return self._finish(vmid, node, status, conf)
+            return self._finish(vmid, node, vm.get("status"), conf)
         with self._slot(node):
-            if status == "running":
+            if stop:
                 self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/stop", {}, what=f"stop of VM {vmid}")
             params = {"destroy-unreferenced-disks": 1}
             if self.p.get("purge"):
@@ -562,39 +663,34 @@ class VmManager:
             self.run_task("DELETE", f"nodes/{node}/qemu/{vmid}", params, what=f"delete of VM {vmid}")
         return self._finish(vmid, node, "absent", conf)
 
-    # -------------------------------------------------------------- create ---
+    def _migrate(self, vm):
+        target = self.plan.migration_target(vm)
+        vmid, node, status = int(vm["vmid"]), vm["node"], vm.get("status")
+        nodes = {r.get("node") for r in client_nodes(self.client)}
+        if not self.plan.migrate(vm, target, nodes) or self.check_mode:
+            return self._finish(vmid, node, status)
+        params = {"target": target, "with-local-disks": 1}
+        if status == "running":
+            params["online"] = 1
+        with self._slot(target):
+            self.run_task("POST", f"nodes/{node}/qemu/{vmid}/migrate", params,
+                          what=f"migration of VM {vmid} ({self.spec.name}) to {target}")
+        return self._finish(vmid, target, status)
+
     def _create(self, resources):
-        client, spec, p = self.client, self.spec, self.p
-        node = p.get("node")
-        if not node:
-            raise VmSpecError(f"node: VM {spec.name} does not exist; node is required to create it")
+        client, spec = self.client, self.spec
+        node = self.plan.create_node()
         nodes = {r.get("node") for r in resources if r.get("node")}
-        source = self._source(resources, node)
+        source = self.plan.source(resources, node)
         auto_vmid = spec.vmid is None
         vmid = spec.vmid if not auto_vmid else client.nextid()
-        if source is not None:
-            src_conf = client.request("GET", f"nodes/{source['node']}/qemu/{source['vmid']}/config")
-            base = self.predicted_clone_config(src_conf, vmid)
-            full = p["clone"].get("full", True)
-            self.actions.append(f"clone {source.get('name') or source['vmid']} ({source['vmid']}) -> {vmid} "
-                                f"({'full' if full else 'linked'})")
-            self.change("vmid", None, vmid)
-        else:
-            base = {}
-            self.actions.append(f"create {vmid}")
-            self.change("vmid", None, vmid)
+        source_conf = self._config(source["node"], source["vmid"]) if source is not None else None
         self.result["created"] = True
-        updates, resizes = self.plan_config(base, creating=True)
-        if p.get("pool"):
-            self.change("pool", None, p["pool"])
-        power = self.power_action("stopped")
-        if power:
-            self.change("status", None, "running")
-        self.actions.extend(self._describe(updates if source is not None else {}, resizes, None, power))
+        steps = self.plan.create(vmid, source, source_conf)
         if self.check_mode:
             self.result["vmid_predicted"] = auto_vmid
             if nodes and node not in nodes and source is None:
-                self.warn(f"node {node} is not part of the cluster (nodes: {', '.join(sorted(nodes))})")
+                self.plan.warn(f"node {node} is not part of the cluster (nodes: {', '.join(sorted(nodes))})")
             return self._finish(vmid, node, "absent", None)
 
         with self._slot(node):
@@ -608,27 +704,17 @@ class VmManager:
                 if source is not None:
                     self._clone(source, vmid, node)
                 else:
-                    self._create_new(vmid, node, updates)
+                    self._create_new(vmid, node, steps.updates)
 
             retry(make, retries=5 if auto_vmid else 0, backoff=VMID_BACKOFF,
                   retryable=lambda exc: (isinstance(exc, ProxmoxError)
                                          and ALREADY_EXISTS_RE.search(str(exc.reason or exc.msg)) is not None))
-            conf = client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
+            conf = self._config(node, vmid)
             if source is not None:
-                # the real clone: new MACs and volume names are known now -- plan again on it
-                keep = {k: v for k, v in self.changes.items() if k in ("vmid", "pool", "status")}
-                self.changes = {}
-                updates, resizes = self.plan_config(conf, creating=True)
-                self.changes.update(keep)
-                self.actions = self.actions[:1] + self._describe(updates, resizes, None, power)
-                if updates:
-                    client.request("PUT", f"nodes/{node}/qemu/{vmid}/config", updates, names=self.names)
-                for slot, new, _old in resizes:
-                    self.run_task("PUT", f"nodes/{node}/qemu/{vmid}/resize", {"disk": slot, "size": cfg.format_size(new)},
-                                  what=f"resize of {slot} of VM {vmid}")
-                conf = _applied(conf, updates)
+                steps = self.plan.after_clone(conf, steps.power)
+                conf = self._apply_config(node, vmid, conf, steps)
             status = "stopped"
-            if power:
+            if steps.power:
                 self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/start", {}, what=f"start of VM {vmid}")
                 status = "running"
         self.result["vmid_predicted"] = False
@@ -646,8 +732,7 @@ class VmManager:
             params["target"] = node
         self.run_task("POST", f"nodes/{source['node']}/qemu/{source['vmid']}/clone", params,
                       what=f"clone of {source.get('name') or source['vmid']} to VM {vmid} ({self.spec.name})")
-        self.actions[0] = re.sub(r"-> \d+", f"-> {vmid}", self.actions[0])
-        self.changes["vmid"] = {"before": None, "after": vmid}
+        self.plan.made(vmid, cloned=True)
 
     def _create_new(self, vmid, node, updates):
         params = dict(DEFAULT_CREATE_CONFIG)
@@ -658,69 +743,98 @@ class VmManager:
         if self.p.get("storage"):
             params["storage"] = self.p["storage"]
         self.run_task("POST", f"nodes/{node}/qemu", params, what=f"create of VM {vmid} ({self.spec.name})")
-        self.actions[0] = f"create {vmid}"
-        self.changes["vmid"] = {"before": None, "after": vmid}
+        self.plan.made(vmid, cloned=False)
 
-    # -------------------------------------------------------------- update ---
+    def _apply_config(self, node, vmid, conf, steps):
+        """PUT the config keys, then grow the disks; returns the config as it is now."""
+        if steps.updates:
+            self.client.request("PUT", f"nodes/{node}/qemu/{vmid}/config", steps.updates, names=self.names)
+        for slot, new, _old in steps.resizes:
+            self.run_task("PUT", f"nodes/{node}/qemu/{vmid}/resize", {"disk": slot, "size": cfg.format_size(new)},
+                          what=f"resize of {slot} of VM {vmid}")
+        return _applied(conf, steps.updates)
+
     def _update(self, vm):
-        client, spec, p = self.client, self.spec, self.p
+        spec, p = self.spec, self.p
         vmid, node, status = int(vm["vmid"]), vm["node"], vm.get("status")
         if p.get("node") and p["node"] != node:
-            self.warn(f"VM {spec.name} ({vmid}) runs on node {node}, not {p['node']}; it was managed where it is "
-                      "(state: migrated moves it)")
-        conf = client.request("GET", f"nodes/{node}/qemu/{vmid}/config")
-        if conf.get("lock"):
-            self.warn(f"VM {spec.name} ({vmid}) is locked ({conf['lock']}); changes wait for the lock (retried)")
-        updates, resizes = self.plan_config(conf)
-        pool_move = None
-        if p.get("pool") and vm.get("pool") != p["pool"]:
-            pool_move = (vm.get("pool"), p["pool"])
-            self.change("pool", vm.get("pool"), p["pool"])
-        power = self.power_action(status)
-        if power:
-            self.change("status", status, "stopped" if power == "shutdown" else "running")
-        self.actions.extend(self._describe(updates, resizes, pool_move, power))
-        pending = sorted(k for k in updates if status == "running" and not HOTPLUG_RE.match(k))
+            self.plan.warn(f"VM {spec.name} ({vmid}) runs on node {node}, not {p['node']}; it was managed where it is "
+                           "(state: migrated moves it)")
+        conf = self._config(node, vmid)
+        steps = self.plan.update(vm, conf)
         if self.check_mode:
-            if pending and power not in ("reboot",):
-                self.result["pending"] = pending
-                self.warn(f"VM {spec.name} is running: {', '.join(pending)} would apply at its next restart")
+            if steps.pending and steps.power not in ("reboot",):
+                self.result["pending"] = steps.pending
+                self.plan.warn(f"VM {spec.name} is running: {', '.join(steps.pending)} would apply at its next restart")
             return self._finish(vmid, node, status, conf)
-        if not self.actions:
+        if not self.plan.actions:
             return self._finish(vmid, node, status, conf)
         with self._slot(node):
-            if updates:
-                client.request("PUT", f"nodes/{node}/qemu/{vmid}/config", updates, names=self.names)
-            for slot, new, _old in resizes:
-                self.run_task("PUT", f"nodes/{node}/qemu/{vmid}/resize", {"disk": slot, "size": cfg.format_size(new)},
-                              what=f"resize of {slot} of VM {vmid}")
-            if pool_move:
-                old, new = pool_move
-                if old:
-                    client.request("PUT", f"pools/{old}", {"vms": str(vmid), "delete": 1})
-                client.request("PUT", f"pools/{new}", {"vms": str(vmid)})
-            if power == "start":
-                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/start", {}, what=f"start of VM {vmid}")
-                status = "running"
-            elif power == "reboot":
-                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/reboot", {}, what=f"reboot of VM {vmid}")
-            elif power == "shutdown":
-                timeout = p.get("shutdown_timeout") or 120
-                params = {"timeout": timeout}
-                if p.get("force_stop"):
-                    params["forceStop"] = 1
-                self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/shutdown", params,
-                              what=f"shutdown of VM {vmid}", timeout=self.timeout + timeout)
-                status = "stopped"
-            if pending and power != "reboot" and status == "running":
-                still = [item["key"] for item in client.request("GET", f"nodes/{node}/qemu/{vmid}/pending")
-                         if "pending" in item or item.get("delete")]
-                if still:
-                    self.result["pending"] = sorted(still)
-                    self.warn(f"VM {spec.name} is running: {', '.join(sorted(still))} apply at its next restart "
-                              "(state: restarted applies them now)")
-            conf = _applied(conf, updates)
+            conf = self._apply_config(node, vmid, conf, steps)
+            if steps.pool_move:
+                self._move_pool(vmid, *steps.pool_move)
+            status = self._power(node, vmid, status, steps.power)
+            if steps.pending and steps.power != "reboot" and status == "running":
+                self._report_pending(node, vmid)
         return self._finish(vmid, node, status, conf)
+
+    def _move_pool(self, vmid, old, new):
+        if old:
+            self.client.request("PUT", f"pools/{old}", {"vms": str(vmid), "delete": 1})
+        self.client.request("PUT", f"pools/{new}", {"vms": str(vmid)})
+
+    def _power(self, node, vmid, status, power):
+        """Start, reboot or shut down; returns the status afterwards."""
+        if power == "start":
+            self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/start", {}, what=f"start of VM {vmid}")
+            return "running"
+        if power == "reboot":
+            self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/reboot", {}, what=f"reboot of VM {vmid}")
+        elif power == "shutdown":
+            timeout = self.p.get("shutdown_timeout") or 120
+            params = {"timeout": timeout}
+            if self.p.get("force_stop"):
+                params["forceStop"] = 1
+            self.run_task("POST", f"nodes/{node}/qemu/{vmid}/status/shutdown", params,
+                          what=f"shutdown of VM {vmid}", timeout=self.timeout + timeout)
+            return "stopped"
+        return status
+
+    def _report_pending(self, node, vmid):
+        still = [item["key"] for item in self.client.request("GET", f"nodes/{node}/qemu/{vmid}/pending")
+                 if "pending" in item or item.get("delete")]
+        if still:
+            self.result["pending"] = sorted(still)
+            self.plan.warn(f"VM {self.spec.name} is running: {', '.join(sorted(still))} apply at its next restart "
+                           "(state: restarted applies them now)")
+
+    # ------------------------------------------------------------ result ---
+    def _finish(self, vmid, node, status, conf=None):
+        res = self.result
+        res.update(vmid=vmid, node=node, status=status, actions=self.plan.actions, changes=self.plan.changes,
+                   tasks=self.tasks)
+        res["changed"] = bool(self.plan.actions)
+        if conf is not None:
+            macs = {}
+            for key, value in conf.items():
+                if re.match(r"^net\d+$", key):
+                    mac = cfg.parse_net(value).get("macaddr")
+                    if mac:
+                        macs[key] = mac
+            res["macs"] = macs
+            addr = cfg.ipconfig_address(conf.get("ipconfig0")) if conf.get("ipconfig0") else None
+            res["ip_address"] = addr
+            res["ref_tag"] = cfg.split_ref(conf.get("description"))[1]
+        if self.diff_mode:
+            res["diff"] = self._diff()
+        return res
+
+    def _diff(self):
+        before, after = {}, {}
+        for key, change in self.plan.changes.items():
+            before[key] = cfg.display_value(key, change["before"])
+            after[key] = cfg.display_value(key, change["after"])
+        return {"before": before, "after": after}
 
 
 def client_nodes(client):
@@ -732,7 +846,23 @@ RECORD_INFO_KEYS = {"name", "cluster", "full_clone"}
 RECORD_SCALARS = {"vmid": "vmid", "node": "node", "memory": "memory", "balloon": "balloon", "storage": "storage",
                   "pool": "pool", "onboot": "onboot", "agent": "agent", "description": "description",
                   "cpu_type": "cpu_type", "cpu": "cpu_type", "sockets": "sockets", "cores": "cores", "tags": "tags"}
+RECORD_KINDS = {"vmid": int, "memory": int, "balloon": int, "sockets": int, "cores": int, "onboot": bool, "agent": bool}
 NIC_KEYS = ("bridge", "vlan", "model", "firewall", "mac", "mtu", "rate", "queues", "link_down")
+RECORD_CLOUD_INIT = {"user": "user", "password": "password", "ssh_keys": "ssh_keys", "nameserver": "nameserver",
+                     "nameservers": "nameserver", "searchdomain": "searchdomain", "searchdomains": "searchdomain",
+                     "ipconfig": "ipconfig", "upgrade": "upgrade", "type": "type", "storage": "storage",
+                     "drive_slot": "drive_slot"}
+
+
+def _coerce(where, value, kind):
+    try:
+        if kind is int:
+            return int(value)
+        if kind is bool:
+            return cfg.pve_bool(value)
+    except (TypeError, ValueError):
+        raise VmSpecError(f"{where}: {value!r} is not {'an integer' if kind is int else 'a boolean'}") from None
+    return value
 
 
 def apply_locus_vm(params):
@@ -745,31 +875,14 @@ def apply_locus_vm(params):
         return []
     if not isinstance(record, dict):
         raise VmSpecError(f"locus_vm: expected a dict (the NetBox locus_vm record), got {type(record).__name__}")
-    warnings = []
-
-    def coerce(where, value, kind):
-        try:
-            if kind is int:
-                return int(value)
-            if kind is bool:
-                return cfg.pve_bool(value)
-        except (TypeError, ValueError):
-            raise VmSpecError(f"{where}: {value!r} is not {'an integer' if kind is int else 'a boolean'}") from None
-        return value
-
-    kinds = {"vmid": int, "memory": int, "balloon": int, "sockets": int, "cores": int, "onboot": bool, "agent": bool}
-
-    def take(option, value, where=None):
-        if value is not None and params.get(option) is None:
-            params[option] = coerce(where or f"locus_vm.{option}", value, kinds.get(option))
-
     if record.get("name") not in (None, params["name"]):
         raise VmSpecError(f"locus_vm.name: {record['name']!r} differs from name {params['name']!r}")
     for key, option in RECORD_SCALARS.items():
-        take(option, record.get(key), f"locus_vm.{key}")
+        if record.get(key) is not None and params.get(option) is None:
+            params[option] = _coerce(f"locus_vm.{key}", record[key], RECORD_KINDS.get(option))
     if record.get("vcpus") is not None and params.get("cores") is None:
         sockets = params.get("sockets") or 1
-        params["cores"] = max(1, -(-coerce("locus_vm.vcpus", record["vcpus"], int) // sockets))
+        params["cores"] = max(1, -(-_coerce("locus_vm.vcpus", record["vcpus"], int) // sockets))
     if record.get("template") is not None and params.get("clone") is None:
         full = record.get("full_clone")
         params["clone"] = {"source": str(record["template"]), "full": True if full is None else bool(full)}
@@ -782,53 +895,66 @@ def apply_locus_vm(params):
             d.setdefault("storage", None)
             d.setdefault("options", None)
     network = record.get("network") or []
-    derived_ipconfig = []
     if network and params.get("nics") is None:
-        nics = []
-        for i, nic in enumerate(network):
-            if not isinstance(nic, dict):
-                raise VmSpecError(f"locus_vm.network[{i}]: expected a dict, got {nic!r}")
-            item = {key: nic.get(key) for key in NIC_KEYS}
-            for key, kind in (("vlan", int), ("mtu", int), ("queues", int), ("firewall", bool), ("link_down", bool)):
-                if item[key] is not None:
-                    item[key] = coerce(f"locus_vm.network[{i}].{key}", item[key], kind)
-            item["mac"] = item["mac"] or nic.get("mac_address")
-            item["bridge"] = item["bridge"] or "vmbr0"
-            item["model"] = item["model"] or "virtio"
-            nics.append(item)
-        params["nics"] = nics
+        params["nics"] = _record_nics(network)
+    warnings = _record_cloud_init(params, record.get("cloud_init") or {}, _record_ipconfig(network))
+    used = set(RECORD_SCALARS) | RECORD_INFO_KEYS | {"vcpus", "template", "disk", "disks", "network", "cloud_init"}
+    for key in sorted(set(record) - used):
+        warnings.append(f"locus_vm.{key} is not used by proxmox_vm")
+    return warnings
+
+
+def _record_nics(network):
+    nics = []
+    for i, nic in enumerate(network):
+        if not isinstance(nic, dict):
+            raise VmSpecError(f"locus_vm.network[{i}]: expected a dict, got {nic!r}")
+        item = {key: nic.get(key) for key in NIC_KEYS}
+        for key, kind in (("vlan", int), ("mtu", int), ("queues", int), ("firewall", bool), ("link_down", bool)):
+            if item[key] is not None:
+                item[key] = _coerce(f"locus_vm.network[{i}].{key}", item[key], kind)
+        item["mac"] = item["mac"] or nic.get("mac_address")
+        item["bridge"] = item["bridge"] or "vmbr0"
+        item["model"] = item["model"] or "virtio"
+        nics.append(item)
+    return nics
+
+
+def _record_ipconfig(network):
+    """cloud-init ipconfig per NIC from its addresses (DHCP on the first NIC when it has none)."""
+    derived = []
     for i, nic in enumerate(network):
         ips = {"ip": nic.get("ipv4"), "gw": nic.get("gateway4"), "ip6": nic.get("ipv6"), "gw6": nic.get("gateway6")}
         ips = {k: v for k, v in ips.items() if v}
         if not ips.get("ip") and not ips.get("ip6"):
             ips = {"ip": "dhcp"} if i == 0 else None
-        derived_ipconfig.append(ips)
-    while derived_ipconfig and derived_ipconfig[-1] is None:
-        derived_ipconfig.pop()
-    ci_record = record.get("cloud_init") or {}
-    if ci_record or any(derived_ipconfig):
-        ci = dict(params.get("cloud_init") or {})
-        mapping = {"user": "user", "password": "password", "ssh_keys": "ssh_keys", "nameserver": "nameserver",
-                   "nameservers": "nameserver", "searchdomain": "searchdomain", "searchdomains": "searchdomain",
-                   "ipconfig": "ipconfig", "upgrade": "upgrade", "type": "type", "storage": "storage",
-                   "drive_slot": "drive_slot"}
-        for key, value in ci_record.items():
-            if key not in mapping:
-                warnings.append(f"locus_vm.cloud_init.{key} is not used by proxmox_vm")
-                continue
-            if value is None or ci.get(mapping[key]) is not None:
-                continue
-            if mapping[key] in ("nameserver", "searchdomain", "ssh_keys") and isinstance(value, str):
-                value = value.split() if mapping[key] != "ssh_keys" else [line for line in value.splitlines() if line]
-            ci[mapping[key]] = value
-        if ci.get("ipconfig") is None and any(derived_ipconfig):
-            ci["ipconfig"] = derived_ipconfig
-        ci.setdefault("password_update", "on_create")
-        ci.setdefault("drive_slot", "ide2")
-        params["cloud_init"] = ci
-    used = set(RECORD_SCALARS) | RECORD_INFO_KEYS | {"vcpus", "template", "disk", "disks", "network", "cloud_init"}
-    for key in sorted(set(record) - used):
-        warnings.append(f"locus_vm.{key} is not used by proxmox_vm")
+        derived.append(ips)
+    while derived and derived[-1] is None:
+        derived.pop()
+    return derived
+
+
+def _record_cloud_init(params, ci_record, derived_ipconfig):
+    """Fill ``cloud_init`` from the record; returns warnings for the keys it does not use."""
+    warnings = []
+    if not ci_record and not any(derived_ipconfig):
+        return warnings
+    ci = dict(params.get("cloud_init") or {})
+    for key, value in ci_record.items():
+        if key not in RECORD_CLOUD_INIT:
+            warnings.append(f"locus_vm.cloud_init.{key} is not used by proxmox_vm")
+            continue
+        option = RECORD_CLOUD_INIT[key]
+        if value is None or ci.get(option) is not None:
+            continue
+        if option in ("nameserver", "searchdomain", "ssh_keys") and isinstance(value, str):
+            value = value.split() if option != "ssh_keys" else [line for line in value.splitlines() if line]
+        ci[option] = value
+    if ci.get("ipconfig") is None and any(derived_ipconfig):
+        ci["ipconfig"] = derived_ipconfig
+    ci.setdefault("password_update", "on_create")
+    ci.setdefault("drive_slot", "ide2")
+    params["cloud_init"] = ci
     return warnings
 
 
@@ -839,15 +965,15 @@ def run(client, params, check_mode=False, diff_mode=False):
     tell the user what already happened."""
     params = dict(params)
     record_warnings = apply_locus_vm(params)
-    manager = VmManager(client, params, check_mode=check_mode, diff_mode=diff_mode)
-    manager.warnings.extend(record_warnings)
+    executor = VmExecutor(client, params, check_mode=check_mode, diff_mode=diff_mode)
+    executor.warnings.extend(record_warnings)
     try:
-        result = manager.run()
+        result = executor.run()
     except ProxmoxError as exc:
-        exc.partial = {"actions": manager.actions, "tasks": manager.tasks, "changed": bool(manager.tasks),
-                       "warnings": manager.warnings}
+        exc.partial = {"actions": executor.actions, "tasks": executor.tasks, "changed": bool(executor.tasks),
+                       "warnings": executor.warnings}
         raise
     result["api_requests"] = client.requests
     if client.retried:
         result["retries"] = client.retried
-    return result, manager.warnings
+    return result, executor.warnings
