@@ -9,6 +9,10 @@ so run it under the lab lock:
 
     flock /tmp/locus-lab.lock .venv/bin/python bench/ops.py [--repeat 3]
 
+Each run also prints its CPU time (user + system of ansible-playbook and its forks) and the load
+average when it started: on a shared machine the wall time follows the load, the CPU time much
+less. The slowest tasks of each playbook's median run come from ansible.posix.profile_tasks.
+
 Last line: ``ops: heartbeat H s status_report S s health_review R s (target 10 s)``.
 """
 
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,14 +34,26 @@ BIN = Path(sys.executable).parent
 TARGET_S = 10.0
 
 
+def _cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _slowest(stdout, n=4):
+    """The ``n`` slowest tasks from profile_tasks' recap: ``[(seconds, name)]``."""
+    rows = re.findall(r"^(.+?) -{3,} (\d+\.\d+)s$", stdout.split("TASKS RECAP", 1)[-1], re.M)
+    return sorted(((float(s), name.strip()) for name, s in rows), reverse=True)[:n]
+
+
 def run(playbook, env):
-    started = time.monotonic()
+    load = os.getloadavg()[0]
+    cpu, started = _cpu(), time.monotonic()
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(REPO / "inventory" / "lab"), str(REPO / "playbooks" / playbook)],
                           env=env, cwd=REPO, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit(f"{playbook} failed ({proc.returncode}); is the lab up and configured?\n{proc.stdout[-3000:]}")
-    return elapsed
+    return {"wall": elapsed, "cpu": _cpu() - cpu, "load": load, "slowest": _slowest(proc.stdout)}
 
 
 def main():
@@ -43,18 +61,23 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="locus-bench-ops-") as tmp:
-        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "LOCUS_STATE_DIR": f"{tmp}/state", "LOCUS_REPORT_DIR": f"{tmp}/reports"}
-        times = {name: [] for name in ("verify.yml", "heartbeat.yml", "status_report.yml", "health_review.yml")}
+        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "LOCUS_STATE_DIR": f"{tmp}/state", "LOCUS_REPORT_DIR": f"{tmp}/reports",
+               "ANSIBLE_CALLBACKS_ENABLED": "locus.infra.audit,ansible.posix.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all"}
+        runs = {name: [] for name in ("verify.yml", "heartbeat.yml", "status_report.yml", "health_review.yml")}
         for n in range(args.repeat):
-            for name, runs in times.items():  # interleaved, so machine load falls on all alike
-                runs.append(run(name, env))
-                print(f"run {n + 1}: {name:<18} {runs[-1]:6.1f} s", flush=True)
-    med = {name: statistics.median(runs) for name, runs in times.items()}
+            for name, done in runs.items():  # interleaved, so machine load falls on all alike
+                done.append(run(name, env))
+                r = done[-1]
+                print(f"run {n + 1}: {name:<18} {r['wall']:6.1f} s wall {r['cpu']:6.1f} s CPU (load {r['load']:.1f})", flush=True)
+    med = {name: statistics.median(r["wall"] for r in done) for name, done in runs.items()}
     for name in ("heartbeat.yml", "status_report.yml", "health_review.yml"):
+        cpu = statistics.median(r["cpu"] for r in runs[name])
         print(f"{name:<18} median {med[name]:5.1f} s = {med[name] / TARGET_S:4.2f}x the target, "
-              f"{med[name] / med['verify.yml']:4.2f}x verify.yml ({med['verify.yml']:.1f} s)")
-    print(f"health_review first run (may call the model) {times['health_review.yml'][0]:.1f} s, "
-          f"later runs (cached reviews) {statistics.median(times['health_review.yml'][1:] or [0]):.1f} s")
+              f"{med[name] / med['verify.yml']:4.2f}x verify.yml ({med['verify.yml']:.1f} s); CPU {cpu:.1f} s")
+        median_run = min(runs[name], key=lambda r: abs(r["wall"] - med[name]))
+        print("    slowest tasks: " + "; ".join(f"{task} {s:.1f} s" for s, task in median_run["slowest"]))
+    print(f"health_review first run (may call the model) {runs['health_review.yml'][0]['wall']:.1f} s, "
+          f"later runs (cached reviews) {statistics.median([r['wall'] for r in runs['health_review.yml'][1:]] or [0]):.1f} s")
     print(f"ops: heartbeat {med['heartbeat.yml']:.1f} s status_report {med['status_report.yml']:.1f} s "
           f"health_review {med['health_review.yml']:.1f} s (target {TARGET_S:g} s)")
 

@@ -177,6 +177,12 @@ def backup_checks(backups):
     return out
 
 
+def _magnitude(count):
+    """``1-9``, ``10-99``, ``100-999`` ...: a count as its order of magnitude."""
+    low = 10 ** (len(str(int(count))) - 1)
+    return f"{low}-{low * 10 - 1}"
+
+
 def _finding(rule, message, **evidence):
     return {"rule": rule, "message": clean(message), "evidence": _redact.redact(evidence)}
 
@@ -221,10 +227,12 @@ def findings(hosts, sites=(), store_facts=None, cert_warn_days=14, budget_warn_p
         journal = probe.get("journal") or {}
         if journal.get("count"):
             top = journal.get("units") or []
+            # The message gives the order of magnitude, the evidence the counts: the reviewers see the message,
+            # and a few more errors of the same kind must not make a new review (the agents' cache key).
             out.append(_finding(
                 "journal_errors",
-                f"{journal['count']} journal error(s) on {host} since the last review"
-                + (f", most from {top[0]['unit']} ({top[0]['count']})" if top else ""),
+                f"{_magnitude(journal['count'])} journal error(s) on {host} since the last review"
+                + (f", most from {top[0]['unit']}" if top else ""),
                 host=host, count=journal["count"], units=[{"unit": u["unit"], "count": u["count"]} for u in top[:5]],
             ))
     for s in site_answers(sites):

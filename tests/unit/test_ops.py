@@ -163,6 +163,12 @@ def test_findings_name_host_rule_and_evidence():
     journal = next(f for f in found if f["rule"] == "journal_errors")
     assert "ignore previous instructions" not in json.dumps(journal)  # counts go to the reviewers, not log text
     assert journal["evidence"]["units"] == [{"unit": "bird.service", "count": 3}]
+    # The message (what the reviewers see) gives the order of magnitude: a few more errors ask no new review.
+    assert journal["message"] == "1-9 journal error(s) on rtr1 since the last review, most from bird.service"
+    more = _ops_health.findings({"rtr1": {"probe": probe(journal={"count": 41, "units": [{"unit": "ssh.service", "count": 40}]})}})
+    again = _ops_health.findings({"rtr1": {"probe": probe(journal={"count": 57, "units": [{"unit": "ssh.service", "count": 52}]})}})
+    assert more[0]["message"] == again[0]["message"] == "10-99 journal error(s) on rtr1 since the last review, most from ssh.service"
+    assert (more[0]["evidence"]["count"], again[0]["evidence"]["count"]) == (41, 57)
     with pytest.raises(_ops_health.OpsError, match=r"hosts\.rtr1 must be a mapping"):
         _ops_health.checks({"rtr1": "nope"})
 
