@@ -23,6 +23,8 @@ import os
 import uuid
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
+from ansible_collections.locus.infra.plugins.module_utils import _datafile
+
 DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "data", "agents"))
 DEFAULT_PRICES = os.path.join(DATA_DIR, "prices.yml")
 MICRO = Decimal(1_000_000)
@@ -156,13 +158,10 @@ def load_prices(path=None):
     cached = _TABLES.get(path)
     if cached and cached[0] == stamp:
         return cached[1]
-    import yaml
-
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise BudgetError(f"price table {path}: {exc}") from exc
+        data, _digest = _datafile.load(path, "price table")
+    except _datafile.DataFileError as exc:
+        raise BudgetError(str(exc)) from None
     table = PriceTable(data, path)
     _TABLES[path] = (stamp, table)
     return table

@@ -13,12 +13,11 @@ and duplicate keys with their line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval, _jsonschema
+from ansible_collections.locus.infra.plugins.module_utils import _approval, _datafile, _jsonschema
 
 # realpath: a collection tree made of symlinks (pytest-ansible) still finds the data next to plugins/.
 DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "data", "guard"))
@@ -38,55 +37,11 @@ class PolicyError(Exception):
     """The policy file is unusable: the message names the file, the key and the reason."""
 
 
-_LOADER = None
-
-
-def _unique_key_loader():
-    """A safe YAML loader that refuses duplicate keys (a second ``approval:`` would silently win)."""
-    global _LOADER
-    if _LOADER is None:
-        import yaml
-
-        class UniqueKeyLoader(yaml.SafeLoader):
-            pass
-
-        def construct_mapping(loader, node, deep=False):
-            seen = {}
-            for key_node, _value in node.value:
-                key = loader.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark.line
-            return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-        UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-        _LOADER = UniqueKeyLoader
-    return _LOADER
-
-
 def _read_yaml(path):
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise PolicyError(f"policy {path}: cannot read it: {exc.strerror or exc}") from exc
-    import yaml  # controller side only: ansible-core ships PyYAML
-
-    try:
-        data = yaml.load(raw.decode("utf-8"), Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"policy {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError(f"policy {path}{where}: invalid YAML: {problem}") from exc
-    if not isinstance(data, dict):
-        raise PolicyError(f"policy {path}: the top level must be a mapping (with at least `version: 1`), got {type(data).__name__}")
-    return data, hashlib.sha256(raw).hexdigest()
+        return _datafile.load(path, "policy")
+    except _datafile.DataFileError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def _schema():
