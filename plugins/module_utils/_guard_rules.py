@@ -64,21 +64,9 @@ MASK = _redact.MASK
 MAX_EVIDENCE = 240  # characters of a config line kept as evidence
 
 # ------------------------------------------------------------------ secrets ------------------
-# The patterns live in _redact; the guard only decides which assigned values are literals
-# (a template, an environment reference or a file path is not a plain-text secret).
-_NOT_A_LITERAL = re.compile(r"^(\{\{|\{%|\$|!vault|<|%\(|\(|/|~|\.\.?/|null$|none$|true$|false$|yes$|no$|\*+$|changeme$)", re.IGNORECASE)
-
-
-def _literal_secret(value):
-    value = value.strip("\"'")
-    if value == MASK:
-        return True
-    return len(value) >= 6 and not _NOT_A_LITERAL.match(value) and not value.endswith(("_file", ".key", ".pem"))
-
-
-def _secret_spans(text):
-    """Spans of ``text`` holding a secret: credential-shaped values, and literals assigned to a secret-named key."""
-    return [(s, e, key) for s, e, key in _redact.secret_spans(text, loose=True) if key is None or _literal_secret(text[s:e])]
+# Every pattern, and the rule for which assigned values are references rather than literals,
+# lives in _redact (plaintext_secret_spans); the guard only reports what it finds.
+_secret_spans = _redact.plaintext_secret_spans
 
 
 def mask_secrets(text):

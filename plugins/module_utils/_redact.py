@@ -189,6 +189,31 @@ def secret_spans(text, loose=False):
     return _merge(spans)
 
 
+# Values that stand for a secret instead of holding one: a template, an environment or shell
+# reference, a vault tag, a file path, a placeholder word or a mask of asterisks.
+_REFERENCE = re.compile(r"^(\{\{|\{%|\$|!vault|<|%\(|\(|/|~|\.\.?/|null$|none$|true$|false$|yes$|no$|\*+$|changeme$)", re.IGNORECASE)
+MIN_PLAINTEXT = 6  # shorter assigned values are placeholders ("x", "test"), not configured secrets
+
+
+def is_reference(value):
+    """True when an assigned ``value`` names a secret kept elsewhere (``{{ vault_pw }}``, ``${PW}``, a path)."""
+    value = value.strip("\"'")
+    return bool(_REFERENCE.match(value)) or value.endswith(("_file", ".key", ".pem"))
+
+
+def plaintext_secret_spans(text):
+    """The spans of :func:`secret_spans` (``loose``) that write a secret in plain text.
+
+    Credential-shaped values always count; a value assigned to a secret-named key counts when it
+    is a literal of at least ``MIN_PLAINTEXT`` characters (or already the mask), not a reference."""
+    out = []
+    for start, end, key in secret_spans(text, loose=True):
+        value = text[start:end].strip("\"'")
+        if key is None or value == MASK or (len(value) >= MIN_PLAINTEXT and not is_reference(value)):
+            out.append((start, end, key))
+    return out
+
+
 def _merge(spans):
     spans = sorted(spans, key=lambda s: (s[0], s[1]))
     merged = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.locus.infra.plugins.module_utils import _guard_rules as rules
-from ansible_collections.locus.infra.plugins.module_utils import _policy
+from ansible_collections.locus.infra.plugins.module_utils import _policy, _redact
 
 SETTINGS = _policy.load_policy().data["analysers"]
 
@@ -220,6 +220,20 @@ def test_mask_secrets_masks_values_but_keeps_references():
     assert "hunter2" not in masked and "sk-ant-api03" not in masked
     assert "password_file = /etc/pw" in masked
     assert rules.secret_in(masked.splitlines()[0])
+
+
+@pytest.mark.parametrize(("secret", "hidden"), [
+    ("ghp_abcdefghijklmnop1234", "mnop1234"), ("glpat-abcdefghijklmnop12", "mnop12"), ("AKIAABCDEFGHIJKLMNOP", "KLMNOP"),
+    ("xoxb-1234567890-abcdef", "0-abcdef"), ("nbt_abcdef123456.0123456789abcdef", "89abcdef"),
+    ("K10" + "a" * 40 + "::server:abc", "server:abc"), ("PVEAPIToken=root@pam!ci=1234-5678", "1234-5678"),
+    ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig", "NiJ9"), ("postgresql://locus:s3cr3tpw@db:5432/locus", "s3cr3tpw"),
+])
+def test_the_guard_finds_every_credential_form_redact_knows(secret, hidden):
+    # one list of patterns: what _redact masks in the audit trail, the guard flags in a change
+    assert _redact.secret_spans(f"X={secret}"), secret
+    found = analyse(_file_change("/etc/app.env", "", f"SOMETHING={secret}\n"))
+    assert _rules_of(found) == ["plaintext_secret"], secret
+    assert "********" in found[0]["evidence"]["line"] and hidden not in str(found)
 
 
 # -- unpredictable and failed ------------------------------------------------------------------------

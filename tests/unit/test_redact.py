@@ -92,3 +92,18 @@ def test_non_utf8_text_is_escaped_deterministically():
     assert _redact.clean_text("a\udcffb\ud800") == "a\\xffb\\ud800"
     assert _redact.clean_text(b"caf\xe9") == "caf\\xe9"
     assert _redact.clean_text("a\x00b") == "a\x00b" and _redact.clean_text("a\x00b", nul=True) == "a\\x00b"
+
+
+def test_plaintext_secret_spans_keep_references_and_placeholders_out():
+    def found(text):
+        return [text[s:e] for s, e, _key in _redact.plaintext_secret_spans(text)]
+
+    assert found("db_password = hunter2hunter2") == ["hunter2hunter2"]
+    assert found("api_key: 'abcdefgh12345678'") == ["'abcdefgh12345678'"]
+    assert found(f"password = {_redact.MASK}") == [_redact.MASK]  # already masked upstream: still a plain-text secret
+    for ref in ("{{ vault_pw }}", "${DB_PASSWORD}", "$DB_PASSWORD", "/etc/app/pw", "~/.pw", "./pw", "!vault |", "changeme",
+                "none", "true", "******", "<your token>", "server.key", "tls.pem", "token_file", "abc"):
+        assert found(f"password = {ref}") == [], ref
+    # credential-shaped values count whatever they are assigned to, and however short the key
+    assert found("x = sk-ant-api03-abcdefghijklmnop") == ["sk-ant-api03-abcdefghijklmnop"]
+    assert _redact.is_reference("'{{ x }}'") and not _redact.is_reference("hunter2hunter2")
