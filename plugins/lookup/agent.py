@@ -96,9 +96,9 @@ class LookupModule(LookupBase):
                 if not isinstance(term, str) or not term.strip():
                     raise AnsibleError(f"locus.infra.agent lookup: each term must be a non-empty task, got {term!r}")
                 key = memo_key(term, options)
-                rows = store.query("SELECT value FROM locus_memo WHERE scope = ? AND key = ?", (scope, key))
-                if rows:
-                    answers.append(json.loads(rows[0][0]))
+                kept = store.memo(scope, key)
+                if kept is not None:
+                    answers.append(json.loads(kept))
                     continue
                 try:
                     result = _agent.run_agent({**options, "task": term}, store, check_mode=check_mode, job=_run.run_id())

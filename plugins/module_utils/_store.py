@@ -324,6 +324,11 @@ class Store:
         with self.transaction() as tx:
             return tx.record_many(entries)
 
+    def memo(self, scope, key):
+        """The value kept for ``(scope, key)`` by :meth:`memoised`, or None (a read, no lock)."""
+        rows = self.query("SELECT value FROM locus_memo WHERE scope = ? AND key = ?", (scope, key))
+        return rows[0][0] if rows else None
+
     def memoised(self, scope, key, compute):
         """``(value, reused)``: the value kept for ``(scope, key)``, or ``compute(tx)`` kept now.
 

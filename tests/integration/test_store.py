@@ -143,6 +143,8 @@ def test_memoised_value_is_computed_once(store):
     first = store.memoised("scope", "key", compute)
     second = store.memoised("scope", "key", compute)
     assert first == (second[0], False) and second[1] is True and len(calls) == 1
+    assert store.memo("scope", "key") == first[0]  # the lookup's read-only check
+    assert store.memo("scope", "other") is None and store.memo("other", "key") is None
 
 
 @pytest.mark.parametrize(
