@@ -575,7 +575,9 @@ class EmbeddedBackend(Backend):
     def _grammar(self, schema):
         from llama_cpp import LlamaGrammar
 
-        key = json.dumps(schema, sort_keys=True)
+        # Not sorted: the grammar keeps the caller's property order, which is the order the model must
+        # write them in (a long `reason` sorted before `risk` ran out of tokens before `risk`).
+        key = json.dumps(schema)
         if key not in self._GRAMMARS:
             try:
                 self._GRAMMARS[key] = LlamaGrammar.from_json_schema(key, verbose=False)
