@@ -23,13 +23,15 @@ APT_PACKAGES := python3 python3-venv python3-dev git rsync sqlite3 ca-certificat
 	shellcheck \
 	chromium
 
-.PHONY: help setup apt venv llama-wheel lock changelog demo test lint unit sanity molecule ship clean distclean
+.PHONY: help setup apt venv llama-wheel lock changelog demo test lint unit integration sanity molecule ship clean distclean
 
 help:
 	@echo "make demo   - set up everything, then run the demo on the embedded defaults"
 	@echo "make test   - set up everything, then run the whole test suite"
 	@echo "make setup  - set-up only (apt packages, .venv, Python packages)"
 	@echo "make lock   - re-pin requirements.lock after changing pyproject.toml"
+	@echo "the parts of make test (after make setup): lint, unit (tests/unit), integration (tests/integration:"
+	@echo "  PostgreSQL, NetBox, the embedded model, doubles, ansible-playbook), sanity, molecule (the lab), ship"
 
 setup: apt venv
 
@@ -106,14 +108,19 @@ changelog:
 	$(BIN)/antsibull-changelog release --reload-plugins
 
 test: setup
-	$(MAKE) --no-print-directory lint unit sanity molecule ship
+	$(MAKE) --no-print-directory lint unit integration sanity molecule ship
 
 lint:
 	$(BIN)/ruff check plugins tests bench
 	$(BIN)/ansible-lint --profile production --offline -q
 
+# Fast, no services: the models, parsers, policies and doubles in tests/unit.
 unit:
-	$(BIN)/pytest -q tests --ignore=tests/ship
+	$(BIN)/pytest -q tests/unit
+
+# Real components (PostgreSQL, NetBox, the embedded model, the API doubles, ansible-playbook runs).
+integration:
+	$(BIN)/pytest -q tests/integration
 
 sanity:
 	tests/sanity.sh

@@ -14,7 +14,7 @@ plugins and the ``agent`` lookup, and meant to be called from other controller-s
     result["output"]   # schema-valid JSON; result["ref_tag"] is the AGENT REF-tag
 
 :func:`run_agent` raises :class:`AgentError` (``kind``: ``input``, ``lane``, ``budget``,
-``schema``, ``retry``, ``fatal``, ``config``) with ``result`` holding what is known (the
+``schema``, ``retry``, ``fatal``, ``config``, ``halt``) with ``result`` holding what is known (the
 REF-tag of the refusal or failure record included).
 
 Order of checks, none of which depends on anything a model or the context says:

@@ -20,7 +20,7 @@ description:
     naming the violated path.
   - Errors are sorted in RV(error_kind) - V(retry) (429, 529, 5xx, connection, timeout, after
     the backend's own retries honouring C(retry-after)), V(fatal) (authentication, bad
-    request), V(budget), V(lane), V(schema), V(config), V(input).
+    request), V(budget), V(lane), V(schema), V(config), V(input), V(halt) (the emergency halt is set).
   - Never reports C(changed). Every call leaves an AGENT REF-tag in the audit trail.
 author:
   - locus.infra developers (@locus-infra)
@@ -174,7 +174,7 @@ estimate_usd:
   returned: when would_call
   type: float
 error_kind:
-  description: On failure, what kind - retry, fatal, budget, lane, schema, config, input.
+  description: On failure, what kind - retry, fatal, budget, lane, schema, config, input, halt.
   returned: failure
   type: str
 retryable:

@@ -8,7 +8,7 @@ NetBox 4.7 needs Python >= 3.12; the host is Debian 12 (Python 3.11). So:
   ``$LOCUS_CACHE_DIR/netbox-<version>-chroot`` and built once per machine.
 * PostgreSQL 15 and Redis 7 run on the host (Debian packages) as private throw-away
   instances in the state directory, bound to 127.0.0.1 only.
-* The database is restored from ``dumps/netbox-<version>.pgdump`` (taken once right after
+* The database is restored from ``dumps/netbox-<version>.sql.gz`` (pg_dump SQL, taken once right after
   migrating an empty database, no users): ~1 s instead of ~220 s of migrations. When the
   dump for the version is missing, ``up`` migrates and writes it — commit that file.
 * gunicorn runs inside the chroot in a private mount namespace (``unshare -m``): the
@@ -21,7 +21,7 @@ Commands (run as root)::
     netboxctl.py down [--state-dir DIR | --port N]
     netboxctl.py status [--port N]
     netboxctl.py build          # only make sure the cached chroot exists
-    netboxctl.py dump           # regenerate dumps/netbox-<version>.pgdump from scratch
+    netboxctl.py dump           # regenerate dumps/netbox-<version>.sql.gz from scratch
     netboxctl.py lock           # recompile requirements-<version>.txt inside the chroot
 
 ``up`` prints a JSON document (also written to ``<state-dir>/env.json``) with the URL, the

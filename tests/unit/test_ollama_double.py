@@ -10,16 +10,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import jsonschema
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from doubles.ollama_api import OllamaDouble, build_release, file_digest, parse_name, smollm2_path, stand_in  # noqa: E402
+from doubles.ollama_api import OllamaDouble, build_release, file_digest, parse_name, smollm2_path, stand_in
 
 SCHEMA = {
     "type": "object",

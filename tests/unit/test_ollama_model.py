@@ -5,16 +5,11 @@ that fails mid-stream while the HTTP status is 200."""
 from __future__ import annotations
 
 import base64
-import sys
-from pathlib import Path
 
 import pytest
+from doubles.ollama_api import OllamaDouble, smollm2_path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from doubles.ollama_api import OllamaDouble, smollm2_path  # noqa: E402
-
-from ansible_collections.locus.infra.plugins.module_utils import _ollama_model as om  # noqa: E402
+from ansible_collections.locus.infra.plugins.module_utils import _ollama_model as om
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,11 @@ what the modules' normalisation and error handling are tested against must be ri
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from doubles.proxmox_api import GiB, PveDouble, format_size  # noqa: E402
+from doubles.proxmox_api import GiB, PveDouble, format_size
 
 
 @pytest.fixture

@@ -11,14 +11,11 @@ the finder for the whole session.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).resolve().parents[2]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 from doubles.anthropic_api import AnthropicDouble  # noqa: E402
 from doubles.ollama_api import OllamaDouble  # noqa: E402

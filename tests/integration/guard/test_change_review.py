@@ -13,19 +13,15 @@ import pty
 import pwd
 import re
 import select
-import sys
 import termios
 import time
 from pathlib import Path
 
 import pytest
+from doubles.anthropic_api import AnthropicDouble
+from doubles.ollama_api import OllamaDouble
 
 from locus_testlib import REPO, VENV_BIN, run_locus, run_playbook
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from doubles.anthropic_api import AnthropicDouble  # noqa: E402
-from doubles.ollama_api import OllamaDouble  # noqa: E402
 
 REVIEW = REPO / "playbooks" / "change_review.yml"
 EXPOSURE = Path(__file__).parent / "playbooks" / "exposure.yml"

@@ -10,14 +10,11 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-import sys
 from pathlib import Path
 
+from doubles.proxmox_api import PveDouble
+
 from locus_testlib import REPO, run_locus, run_playbook
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from doubles.proxmox_api import PveDouble  # noqa: E402
 
 HERE = Path(__file__).parent / "playbooks"
 

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests" / "netbox"))
 
 import netboxctl  # noqa: E402
 import seed  # noqa: E402

@@ -15,8 +15,6 @@ import pytest
 
 TESTS = Path(__file__).resolve().parents[2]
 ROOT = TESTS.parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 from doubles.proxmox_api import GiB, PveDouble  # noqa: E402
 
