@@ -24,7 +24,15 @@ class ActionModule(LocusAction):
     READ_ONLY = True
     ARGUMENT_SPEC = {
         "mode": {"type": "str", "default": "decide", "choices": ["decide", "halt_check", "status", "halt", "resume"]},
-        "operation": {"type": "dict"},
+        # the guard checks the operation again (the CLI passes it too); the spec keeps the docs honest
+        "operation": {"type": "dict", "options": {
+            "what": {"type": "str", "required": True},
+            "where": {"type": "raw"},
+            "changes": {"type": "list", "elements": "dict"},
+            "diff": {"type": "str"},
+            "changes_file": {"type": "path"},
+            "findings": {"type": "list", "elements": "dict"},
+        }},
         "resources": {"type": "raw"},
         "review": {"type": "raw"},
         "policy": {"type": "path"},
