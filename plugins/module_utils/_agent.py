@@ -409,250 +409,251 @@ def run_agent(options, store, *, check_mode=False, job=None, env=None, backend_f
 
     ``options``: see :data:`OPTIONS` (``role`` and ``task`` required). ``store``: an open
     locus state store. ``job``: the run id to put in the audit record. Raises
-    :class:`AgentError`.
+    :class:`AgentError`. The steps are those of the module docstring, one method of
+    :class:`_Call` each.
     """
     env = os.environ if env is None else env
     opts = normalise(options, env)
     check_halt(store)
-    backend = (backend_factory or _llm.make_backend)(
-        opts["backend"], api_key=opts.get("api_key"), base_url=opts.get("base_url"), host=opts.get("host"), env=env,
-        **{k: opts[k] for k in ("server_name", "ca_path") if opts.get(k)},
-    )
-    endpoint = backend.endpoint()
-    secrets = [opts.get("api_key"), env.get("ANTHROPIC_API_KEY"), env.get("LOCUS_OLLAMA_TOKEN")]
-    rec = _Recorder(store, opts, endpoint, job, check_mode, secrets)
+    call = _Call(opts, store, env, job, check_mode, backend_factory)
+    call.check_lane()
+    hit = call.from_cache() if opts["cache"] else None
+    if hit is not None:
+        return hit
+    call.price()
+    if check_mode:
+        return call.would_call()
+    call.reserve_first()
+    call.complete()
+    return call.record()
+
+
+class _Call:
+    """The state of one agent call while :func:`run_agent` takes it through its steps."""
+
+    def __init__(self, opts, store, env, job, check_mode, backend_factory):
+        self.opts = opts
+        self.store = store
+        self.env = env
+        self.backend = (backend_factory or _llm.make_backend)(
+            opts["backend"], api_key=opts.get("api_key"), base_url=opts.get("base_url"), host=opts.get("host"),
+            env=env, **{k: opts[k] for k in ("server_name", "ca_path") if opts.get(k)},
+        )
+        self.endpoint = self.backend.endpoint()
+        secrets = [opts.get("api_key"), env.get("ANTHROPIC_API_KEY"), env.get("LOCUS_OLLAMA_TOKEN")]
+        self.rec = _Recorder(store, opts, self.endpoint, job, check_mode, secrets)
+        self.system = self.prompt = self.key = None
+        self.price_entry = self.limits = None
+        self.est_tokens_in = self.est_micro = None
+        self.reservations = []
+        self.responses = []
+        self.output = None
+        self.problem = None   # why the last reply does not match the schema
+        self.failure = None   # AgentError the call ended with, recorded before it is raised
+
+    def fail(self, outcome, kind, exc):
+        """Record the refusal or failure (nothing was spent yet), then raise it."""
+        tag = self.rec.record(outcome=outcome, reason=kind, error=str(exc))
+        raise AgentError(kind, str(exc), **_result(self.opts, ref_tag=tag)) from None
 
     # 1. lane: before any client is built or any byte is sent
-    try:
-        check_lane(opts["lane"], opts["backend"], opts["model"], endpoint, opts["private_hosts"], env)
-    except AgentError as exc:
-        tag = rec.record(outcome="refused", reason="lane", error=str(exc))
-        raise AgentError("lane", str(exc), **_result(opts, ref_tag=tag)) from None
-
-    system, prompt = _agent_prompts.build(opts["role"], opts["task"], opts.get("context"), opts.get("schema"))
-    key = cache_key(opts, endpoint, system, prompt)
+    def check_lane(self):
+        opts = self.opts
+        try:
+            check_lane(opts["lane"], opts["backend"], opts["model"], self.endpoint, opts["private_hosts"], self.env)
+        except AgentError as exc:
+            self.fail("refused", "lane", exc)
+        self.system, self.prompt = _agent_prompts.build(opts["role"], opts["task"], opts.get("context"),
+                                                        opts.get("schema"))
+        self.key = cache_key(opts, self.endpoint, self.system, self.prompt)
 
     # 2. cache (also in check mode: a cached answer is known without calling)
-    if opts["cache"]:
+    def from_cache(self):
         start = time.monotonic()
-        hit = cache_get(store, key)
-        if hit is not None:
-            response, source_tag = hit
-            latency = time.monotonic() - start
-            tag = rec.record(
-                outcome="ok",
-                cached=True,
-                cached_from=source_tag,
-                cache_key=key[:16],
-                input_tokens=0,
-                output_tokens=0,
-                cost_usd=0.0,
-                latency_s=round(latency, 6),
-            )
-            return _result(
-                opts,
-                ref_tag=tag,
-                cached=True,
-                cached_from=source_tag,
-                output=response["output"],
-                text=response["text"],
-                model=response.get("model") or opts["model"],
-                stop_reason=response.get("stop_reason"),
-                request_id=response.get("request_id"),
-                latency_s=latency,
-                original_usage=response.get("usage"),
-            )
+        hit = cache_get(self.store, self.key)
+        if hit is None:
+            return None
+        response, source_tag = hit
+        latency = time.monotonic() - start
+        tag = self.rec.record(outcome="ok", cached=True, cached_from=source_tag, cache_key=self.key[:16],
+                              input_tokens=0, output_tokens=0, cost_usd=0.0, latency_s=round(latency, 6))
+        return _result(self.opts, ref_tag=tag, cached=True, cached_from=source_tag, output=response["output"],
+                       text=response["text"], model=response.get("model") or self.opts["model"],
+                       stop_reason=response.get("stop_reason"), request_id=response.get("request_id"),
+                       latency_s=latency, original_usage=response.get("usage"))
 
     # 3. price and estimate (an unknown price is refused, also in check mode)
-    limits_options = opts.get("budget") or {}
-    try:
-        price = _budget.load_prices(opts.get("prices")).lookup(opts["backend"], opts["model"])
-        limits = _budget.limits_from(limits_options, env)
-    except _budget.BudgetError as exc:
-        tag = rec.record(outcome="refused", reason="budget", error=str(exc))
-        raise AgentError("budget", str(exc), **_result(opts, ref_tag=tag)) from None
-    est_tokens_in = _budget.estimate_tokens(system, prompt)
-    est_micro = price.cost_micro(est_tokens_in, opts["max_tokens"])
-    est_tokens = est_tokens_in + opts["max_tokens"]
+    def price(self):
+        opts = self.opts
+        try:
+            self.price_entry = _budget.load_prices(opts.get("prices")).lookup(opts["backend"], opts["model"])
+            self.limits = _budget.limits_from(opts.get("budget") or {}, self.env)
+        except _budget.BudgetError as exc:
+            self.fail("refused", "budget", exc)
+        self.est_tokens_in = _budget.estimate_tokens(self.system, self.prompt)
+        self.est_micro = self.price_entry.cost_micro(self.est_tokens_in, opts["max_tokens"])
 
     # 4. check mode: never call, but fail as a real run would when the backend cannot load
-    if check_mode:
+    def would_call(self):
+        opts = self.opts
         try:
-            backend.preflight(opts["model"])
+            self.backend.preflight(opts["model"])
         except _llm.LLMError as exc:
-            tag = rec.record(outcome="failed", reason=exc.kind, error=str(exc))
-            raise AgentError(exc.kind, str(exc), **_result(opts, ref_tag=tag)) from None
-        tag = rec.record(
-            outcome="would_call", cached=False, estimate_usd=_budget.micro_to_usd(est_micro), estimate_tokens=est_tokens
-        )
-        return _result(
-            opts,
-            ref_tag=tag,
-            would_call=True,
-            estimate_usd=_budget.micro_to_usd(est_micro),
-            estimate_tokens=est_tokens,
-            msg="check mode: no cached answer; a real run would call the model",
-        )
+            self.fail("failed", exc.kind, exc)
+        est_usd = _budget.micro_to_usd(self.est_micro)
+        est_tokens = self.est_tokens_in + opts["max_tokens"]
+        tag = self.rec.record(outcome="would_call", cached=False, estimate_usd=est_usd, estimate_tokens=est_tokens)
+        return _result(opts, ref_tag=tag, would_call=True, estimate_usd=est_usd, estimate_tokens=est_tokens,
+                       msg="check mode: no cached answer; a real run would call the model")
 
-    reservations = []
-
-    def reserve(tokens_in):
-        micro = price.cost_micro(tokens_in, opts["max_tokens"])
+    # 5. budget reservation, then the call (and one repair attempt)
+    def reserve(self, tokens_in):
+        """Reserve budget for one reply to a prompt of ``tokens_in``; the BudgetError, or None."""
+        opts = self.opts
+        micro = self.price_entry.cost_micro(tokens_in, opts["max_tokens"])
         try:
-            reservations.append(
-                _budget.reserve(
-                    store,
-                    agent=opts["role"],
-                    backend=opts["backend"],
-                    model=opts["model"],
-                    lane=opts["lane"],
-                    estimate_micro=micro,
-                    estimate_tokens=tokens_in + opts["max_tokens"],
-                    limits=limits,
-                )
+            self.reservations.append(
+                _budget.reserve(self.store, agent=opts["role"], backend=opts["backend"], model=opts["model"],
+                                lane=opts["lane"], estimate_micro=micro, estimate_tokens=tokens_in + opts["max_tokens"],
+                                limits=self.limits)
             )
         except _budget.BudgetError as exc:
             return exc
         return None
 
-    # 5. budget reservation, then the call (and one repair attempt)
-    budget_error = reserve(est_tokens_in)
-    if budget_error is not None:
-        tag = rec.record(outcome="refused", reason="budget", error=str(budget_error), **budget_error.details)
-        raise AgentError("budget", str(budget_error), **_result(opts, ref_tag=tag, budget=budget_error.details))
+    def reserve_first(self):
+        budget_error = self.reserve(self.est_tokens_in)
+        if budget_error is not None:
+            tag = self.rec.record(outcome="refused", reason="budget", error=str(budget_error), **budget_error.details)
+            raise AgentError("budget", str(budget_error),
+                             **_result(self.opts, ref_tag=tag, budget=budget_error.details))
 
-    request = _llm.LLMRequest(
-        system=system,
-        prompt=prompt,
-        model=opts["model"],
-        schema=opts.get("schema"),
-        max_tokens=opts["max_tokens"],
-        temperature=opts["temperature"],
-        top_k=opts["top_k"],
-        timeout=opts["timeout"],
-        retries=opts["retries"],
-    )
-    responses = []
-    problem = None
-    output = None
-    failure = None
-    try:
-        responses.append(backend.complete(request))
-        text = responses[-1].text
-        if opts.get("schema") is not None:
-            output, problem = validate_output(text, opts["schema"])
-            if problem is not None:
-                repair_prompt = _agent_prompts.repair(prompt, text, problem)
-                budget_error = reserve(_budget.estimate_tokens(system, repair_prompt))
-                if budget_error is not None:
-                    failure = AgentError("budget", f"{budget_error} (for the repair of an invalid reply: {problem})")
-                else:
-                    request.prompt = repair_prompt
-                    responses.append(backend.complete(request))
-                    output, problem = validate_output(responses[-1].text, opts["schema"])
-                    if problem is not None:
-                        cut = ""
-                        if responses[-1].stop_reason in ("length", "max_tokens"):
-                            cut = f" (the reply was cut off at max_tokens={opts['max_tokens']}: raise it)"
-                        failure = AgentError(
-                            "schema",
-                            f"the {opts['role']} agent's reply does not match the schema after one repair "
-                            f"attempt: {problem}{cut}",
-                        )
-        else:
-            output = text
-    except _llm.LLMError as exc:
-        failure = AgentError(exc.kind, str(exc))
-        failure.result.update(
-            {k: v for k, v in exc.as_dict().items() if k in ("status", "request_id", "retry_after", "attempts")}
-        )
+    def complete(self):
+        """The call, and one repair when the reply does not match the schema; sets ``failure``."""
+        opts = self.opts
+        request = _llm.LLMRequest(system=self.system, prompt=self.prompt, model=opts["model"], schema=opts.get("schema"),
+                                  max_tokens=opts["max_tokens"], temperature=opts["temperature"], top_k=opts["top_k"],
+                                  timeout=opts["timeout"], retries=opts["retries"])
+        try:
+            self.responses.append(self.backend.complete(request))
+            text = self.responses[-1].text
+            if opts.get("schema") is None:
+                self.output = text
+                return
+            self.output, self.problem = validate_output(text, opts["schema"])
+            if self.problem is not None:
+                self._repair(request, text)
+        except _llm.LLMError as exc:
+            self.failure = AgentError(exc.kind, str(exc))
+            self.failure.result.update(
+                {k: v for k, v in exc.as_dict().items() if k in ("status", "request_id", "retry_after", "attempts")}
+            )
+
+    def _repair(self, request, text):
+        opts = self.opts
+        repair_prompt = _agent_prompts.repair(self.prompt, text, self.problem)
+        budget_error = self.reserve(_budget.estimate_tokens(self.system, repair_prompt))
+        if budget_error is not None:
+            self.failure = AgentError("budget", f"{budget_error} (for the repair of an invalid reply: {self.problem})")
+            return
+        request.prompt = repair_prompt
+        self.responses.append(self.backend.complete(request))
+        self.output, self.problem = validate_output(self.responses[-1].text, opts["schema"])
+        if self.problem is not None:
+            cut = ""
+            if self.responses[-1].stop_reason in ("length", "max_tokens"):
+                cut = f" (the reply was cut off at max_tokens={opts['max_tokens']}: raise it)"
+            self.failure = AgentError(
+                "schema",
+                f"the {opts['role']} agent's reply does not match the schema after one repair "
+                f"attempt: {self.problem}{cut}",
+            )
 
     # 6. ledger, cache and audit record together
-    usage = {
-        "input_tokens": sum(r.input_tokens for r in responses),
-        "output_tokens": sum(r.output_tokens for r in responses),
-        "cache_creation_input_tokens": sum(r.cache_creation_input_tokens for r in responses),
-        "cache_read_input_tokens": sum(r.cache_read_input_tokens for r in responses),
-    }
-    costs = [
-        price.cost_micro(r.input_tokens, r.output_tokens, r.cache_creation_input_tokens, r.cache_read_input_tokens)
-        for r in responses
-    ]
-    cost_micro = sum(costs)
-    latency = sum(r.latency_s for r in responses)
-    last = responses[-1] if responses else None
-    fields = {
-        "cached": False,
-        "replies": len(responses),
-        "attempts": sum(r.attempts for r in responses),
-        "input_tokens": usage["input_tokens"],
-        "output_tokens": usage["output_tokens"],
-        "cost_usd": _budget.micro_to_usd(cost_micro),
-        "latency_s": round(latency, 6),
-        "request_id": last.request_id if last else failure.result.get("request_id"),
-        "stop_reason": last.stop_reason if last else None,
-        "served_model": last.model if last else None,
-        "price_table_as_of": _budget.load_prices(opts.get("prices")).as_of,
-    }
-    if failure is not None:
-        fields.update(outcome="failed", reason=failure.kind, error=str(failure))
-    else:
-        fields.update(outcome="ok", cache_key=key[:16])
-    with store.transaction() as tx:
-        tag = rec.record(tx, **fields)
-        for i, reservation in enumerate(reservations):
-            if i < len(responses):
-                r = responses[i]
-                _budget.settle(
-                    tx,
-                    reservation,
-                    input_tokens=r.input_tokens,
-                    output_tokens=r.output_tokens,
-                    cost_micro=costs[i],
-                    tag=tag,
-                )
+    def record(self):
+        """Settle the budget, cache the answer and write the audit record in one transaction;
+        return the result, or raise the call's failure with it."""
+        opts, responses, failure = self.opts, self.responses, self.failure
+        usage = {
+            "input_tokens": sum(r.input_tokens for r in responses),
+            "output_tokens": sum(r.output_tokens for r in responses),
+            "cache_creation_input_tokens": sum(r.cache_creation_input_tokens for r in responses),
+            "cache_read_input_tokens": sum(r.cache_read_input_tokens for r in responses),
+        }
+        costs = [
+            self.price_entry.cost_micro(r.input_tokens, r.output_tokens, r.cache_creation_input_tokens,
+                                        r.cache_read_input_tokens)
+            for r in responses
+        ]
+        latency = sum(r.latency_s for r in responses)
+        last = responses[-1] if responses else None
+        fields = {
+            "cached": False,
+            "replies": len(responses),
+            "attempts": sum(r.attempts for r in responses),
+            "input_tokens": usage["input_tokens"],
+            "output_tokens": usage["output_tokens"],
+            "cost_usd": _budget.micro_to_usd(sum(costs)),
+            "latency_s": round(latency, 6),
+            "request_id": last.request_id if last else failure.result.get("request_id"),
+            "stop_reason": last.stop_reason if last else None,
+            "served_model": last.model if last else None,
+            "price_table_as_of": _budget.load_prices(opts.get("prices")).as_of,
+        }
+        if failure is not None:
+            fields.update(outcome="failed", reason=failure.kind, error=str(failure))
+        else:
+            fields.update(outcome="ok", cache_key=self.key[:16])
+        with self.store.transaction() as tx:
+            tag = self.rec.record(tx, **fields)
+            self._settle(tx, tag, costs)
+            if failure is None and opts["cache"]:
+                self._cache(tx, tag, usage, latency)
+        result = _result(
+            opts,
+            ref_tag=tag,
+            output=self.output,
+            text=last.text if last else None,
+            usage=usage,
+            cost_usd=_budget.micro_to_usd(sum(costs)),
+            latency_s=latency,
+            model=last.model if last else opts["model"],
+            stop_reason=last.stop_reason if last else None,
+            request_id=fields["request_id"],
+            replies=len(responses),
+            attempts=fields["attempts"],
+        )
+        if failure is not None:
+            result.update(failure.result)
+            if self.problem is not None:
+                result["violation"] = self.problem
+            raise AgentError(failure.kind, str(failure), **result)
+        return result
+
+    def _settle(self, tx, tag, costs):
+        """Each reservation becomes the reply's real cost, or is released when no reply came."""
+        for i, reservation in enumerate(self.reservations):
+            if i < len(self.responses):
+                r = self.responses[i]
+                _budget.settle(tx, reservation, input_tokens=r.input_tokens, output_tokens=r.output_tokens,
+                               cost_micro=costs[i], tag=tag)
             else:
                 _budget.release(tx, reservation, tag)
-        if failure is None and opts["cache"]:
-            tx.execute(
-                "INSERT INTO locus_agent_cache (key, backend, model, response, source_tag, created) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-                (
-                    key,
-                    opts["backend"],
-                    opts["model"],
-                    _canonical(
-                        {
-                            "output": output,
-                            "text": last.text,
-                            "model": last.model,
-                            "usage": usage,
-                            "stop_reason": last.stop_reason,
-                            "request_id": last.request_id,
-                            "latency_s": latency,
-                        }
-                    ),
-                    tag,
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                ),
-            )
-    result = _result(
-        opts,
-        ref_tag=tag,
-        output=output,
-        text=last.text if last else None,
-        usage=usage,
-        cost_usd=_budget.micro_to_usd(cost_micro),
-        latency_s=latency,
-        model=last.model if last else opts["model"],
-        stop_reason=last.stop_reason if last else None,
-        request_id=fields["request_id"],
-        replies=len(responses),
-        attempts=fields["attempts"],
-    )
-    if failure is not None:
-        result.update(failure.result)
-        if problem is not None:
-            result["violation"] = problem
-        raise AgentError(failure.kind, str(failure), **result)
-    return result
+
+    def _cache(self, tx, tag, usage, latency):
+        last = self.responses[-1]
+        response = {
+            "output": self.output,
+            "text": last.text,
+            "model": last.model,
+            "usage": usage,
+            "stop_reason": last.stop_reason,
+            "request_id": last.request_id,
+            "latency_s": latency,
+        }
+        tx.execute(
+            "INSERT INTO locus_agent_cache (key, backend, model, response, source_tag, created) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            (self.key, self.opts["backend"], self.opts["model"], _canonical(response), tag,
+             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+        )
