@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import re
 import tempfile
 import time
@@ -425,8 +424,8 @@ def node_slot(key, limit, timeout, sleep=time.sleep, clock=time.monotonic, direc
     directory = directory or os.path.join(tempfile.gettempdir(), f"locus-proxmox-slots-{os.getuid()}")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
-    deadline = clock() + timeout
-    while True:
+
+    def free_slot():
         for index in range(limit):
             handle = open(os.path.join(directory, f"{safe}.{index}.lock"), "a+")  # noqa: SIM115 - held across yield
             try:
@@ -434,15 +433,19 @@ def node_slot(key, limit, timeout, sleep=time.sleep, clock=time.monotonic, direc
             except OSError:
                 handle.close()
                 continue
-            try:
-                yield index
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-            return
-        if clock() >= deadline:
-            raise ProxmoxError(f"no free slot for {key} within {timeout}s ({limit} operations at a time)")
-        sleep(0.1 + random.uniform(0, 0.2))  # noqa: S311 - jitter
+            return index, handle
+        return None
+
+    try:
+        index, handle = poll(free_slot, timeout=timeout, interval=0.2, factor=1.0, cap=0.2, jitter=(0.5, 1.5),
+                             sleep=sleep, clock=clock)
+    except WaitTimeout:
+        raise ProxmoxError(f"no free slot for {key} within {timeout}s ({limit} operations at a time)") from None
+    try:
+        yield index
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 # ------------------------------------------------------------------ nodes ---

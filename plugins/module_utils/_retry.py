@@ -88,8 +88,8 @@ class WaitTimeout(Exception):
         self.polls = polls
 
 
-def poll(check, *, timeout, interval=0.25, factor=1.5, cap=5.0, wait_first=False, sleep=time.sleep,
-         clock=time.monotonic):
+def poll(check, *, timeout, interval=0.25, factor=1.5, cap=5.0, wait_first=False, jitter=(1.0, 1.0), sleep=time.sleep,
+         clock=time.monotonic, rand=random.random):
     """Call ``check()`` until it returns something other than None and return that.
 
     The first wait is ``interval`` seconds, each next one ``factor`` times longer up to
@@ -97,7 +97,8 @@ def poll(check, *, timeout, interval=0.25, factor=1.5, cap=5.0, wait_first=False
     :class:`WaitTimeout` is raised (after one last check at the deadline). Exceptions from
     ``check`` propagate, so a check stops the wait at a failed terminal state by raising.
     ``wait_first`` waits one interval before the first check (a task just started is never
-    already done).
+    already done). ``jitter`` scales each wait by a uniform factor in that range (many processes
+    polling one lock then do not wake in lockstep).
     """
     start = clock()
     deadline = start + timeout
@@ -115,5 +116,6 @@ def poll(check, *, timeout, interval=0.25, factor=1.5, cap=5.0, wait_first=False
             raise WaitTimeout(timeout, now - start, polls)
         if waited:
             interval = min(interval * factor, cap)
-        sleep(min(interval, deadline - now))
+        low, high = jitter
+        sleep(min(interval * (low + (high - low) * rand()), deadline - now))
         waited = True

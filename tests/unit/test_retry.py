@@ -180,3 +180,13 @@ def test_poll_stops_when_the_check_raises():
     with pytest.raises(Fatal, match="task failed"):
         poll(check, timeout=600, sleep=clock.sleep, clock=clock)
     assert len(clock.sleeps) == 2
+
+
+def test_poll_jitter_spreads_the_waits_within_its_range():
+    clock = FakeClock()
+    rng = random.Random(3)
+    answers = iter([None] * 200 + ["free"])
+    poll(lambda: next(answers), timeout=10_000, interval=0.2, factor=1.0, cap=0.2, jitter=(0.5, 1.5),
+         sleep=clock.sleep, clock=clock, rand=rng.random)
+    assert len(clock.sleeps) == 200 and all(0.1 <= s <= 0.3 for s in clock.sleeps)
+    assert len({round(s, 9) for s in clock.sleeps}) > 150  # not one fixed interval
