@@ -174,3 +174,38 @@ def parse_ollama_tags(text):
                     "parameter_size": details.get("parameter_size"), "quantization": details.get("quantization_level"),
                     "modified_at": m.get("modified_at")})
     return out
+
+
+# Where setup asks the kernel for the default route (ansible.module_utils.facts.network.linux).
+ROUTE_PROBES = {"v4": "8.8.8.8", "v6": "2404:6800:400a:800::1012"}
+
+
+def parse_ip_addr(text):
+    """``(all_ipv4_addresses, all_ipv6_addresses)`` from ``ip -j addr show`` as setup fills them.
+
+    Every address of every interface, without ``127.*`` and ``::1`` (setup's rule).
+    """
+    v4, v6 = [], []
+    for link in json.loads(text or "[]"):
+        for a in link.get("addr_info") or []:
+            local = a.get("local")
+            if a.get("family") == "inet" and local and not local.startswith("127."):
+                v4.append(local)
+            elif a.get("family") == "inet6" and local and local != "::1":
+                v6.append(local)
+    return v4, v6
+
+
+def parse_route_get(text, target):
+    """``{interface, address, gateway}`` from ``ip route get <target>``'s first line, read as setup reads it."""
+    words = (text or "").strip().splitlines()[0].split() if (text or "").strip() else []
+    out = {}
+    if words and words[0] == target:
+        for i in range(len(words) - 1):
+            if words[i] == "dev":
+                out["interface"] = words[i + 1]
+            elif words[i] == "src":
+                out["address"] = words[i + 1]
+            elif words[i] == "via" and words[i + 1] != target:
+                out["gateway"] = words[i + 1]
+    return out

@@ -59,6 +59,14 @@ options:
     description: Seconds each command and request may take.
     type: int
     default: 10
+  network_facts:
+    description:
+      - Also return the host's address facts as setup names them (C(all_ipv4_addresses), C(all_ipv6_addresses),
+        C(default_ipv4), C(default_ipv6); from C(ip -j addr show) and C(ip route get), read as setup reads them) in
+        RV(ansible_facts), so a play needing only those saves the round trip of C(ansible.builtin.setup).
+      - When C(ip) cannot give them, nothing is returned and RV(errors) says so.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -118,6 +126,13 @@ cpu_percent:
   description: Busy share of all CPUs over O(cpu_sample) seconds.
   returned: always
   type: float
+ansible_facts:
+  description: With O(network_facts), the address facts as setup returns them (only C(interface), C(address) and
+    C(gateway) in C(default_ipv4) and C(default_ipv6)).
+  returned: when O(network_facts) is true and C(ip) answered
+  type: dict
+  sample: {"all_ipv4_addresses": ["10.77.0.21"], "all_ipv6_addresses": ["fd77::21", "fe80::1c2f:aff:fe3b:1d2e"],
+           "default_ipv4": {"interface": "host0", "address": "10.77.0.21", "gateway": "10.77.0.1"}, "default_ipv6": {}}
 bgp:
   description:
     - The BGP sessions (C(name), C(state), C(bgp_state), C(neighbor), C(neighbor_as), C(since), C(info), and
@@ -171,6 +186,7 @@ def main():
             "k3s_command": {"type": "list", "elements": "str", "default": []},
             "ollama_url": {"type": "str"},
             "timeout": {"type": "int", "default": 10},
+            "network_facts": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -233,8 +249,30 @@ def main():
         result["cpu_percent"] = op.cpu_percent(before, op.cpu_times(_read("/proc/stat")))
     else:
         result["cpu_percent"] = None
+    if p["network_facts"]:
+        facts = _network_facts(run)
+        if facts is None:
+            errors.append("network facts: ip -j addr show could not be read (setup gathers them instead)")
+        else:
+            result["ansible_facts"] = facts
     result["errors"] = errors
     module.exit_json(**result)
+
+
+def _network_facts(run):
+    """setup's address facts from ``ip``: all_ipv4_addresses, all_ipv6_addresses, default_ipv4, default_ipv6."""
+    rc, out = run(["ip", "-j", "addr", "show"], None)
+    try:
+        v4, v6 = op.parse_ip_addr(out) if rc == 0 else (None, None)
+    except (ValueError, AttributeError):
+        v4 = None
+    if v4 is None:
+        return None
+    defaults = {}
+    for family, target in op.ROUTE_PROBES.items():
+        rc, out = run(["ip", f"-{family[1]}", "route", "get", target], None)
+        defaults[family] = op.parse_route_get(out, target) if rc == 0 else {}
+    return {"all_ipv4_addresses": v4, "all_ipv6_addresses": v6, "default_ipv4": defaults["v4"], "default_ipv6": defaults["v6"]}
 
 
 if __name__ == "__main__":
