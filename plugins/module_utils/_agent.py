@@ -317,10 +317,8 @@ def cache_key(opts, endpoint, system, prompt):
 
 
 def cache_get(store, key):
-    rows = store.query("SELECT response, source_tag FROM locus_agent_cache WHERE key = ?", (key,))
-    if not rows:
-        return None
-    return json.loads(rows[0][0]), rows[0][1]
+    hit = store.agent_answer(key)
+    return None if hit is None else (json.loads(hit[0]), hit[1])
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -651,9 +649,4 @@ class _Call:
             "request_id": last.request_id,
             "latency_s": latency,
         }
-        tx.execute(
-            "INSERT INTO locus_agent_cache (key, backend, model, response, source_tag, created) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-            (self.key, self.opts["backend"], self.opts["model"], _canonical(response), tag,
-             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-        )
+        tx.keep_agent_answer(self.key, self.opts["backend"], self.opts["model"], _canonical(response), tag)

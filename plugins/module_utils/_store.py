@@ -219,6 +219,14 @@ class Transaction:
     def record(self, action, subject, data=None):
         return self.record_many([(action, subject, data)])[0]
 
+    def keep_agent_answer(self, key, backend, model, response, source_tag):
+        """Cache an agent's answer (``response``: JSON text) under its request ``key``; the first one stays."""
+        self.execute(
+            "INSERT INTO locus_agent_cache (key, backend, model, response, source_tag, created) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, backend, model, response, source_tag, _ts(_now())),
+        )
+
     def record_many(self, entries):
         """Allocate a tag and append a chained audit record for each ``(action, subject, data)``.
 
@@ -323,6 +331,11 @@ class Store:
             _refs.check_action(action)  # fail before opening a transaction
         with self.transaction() as tx:
             return tx.record_many(entries)
+
+    def agent_answer(self, key):
+        """``(response JSON text, source tag)`` cached for an agent request ``key``, or None."""
+        rows = self.query("SELECT response, source_tag FROM locus_agent_cache WHERE key = ?", (key,))
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def memo(self, scope, key):
         """The value kept for ``(scope, key)`` by :meth:`memoised`, or None (a read, no lock)."""

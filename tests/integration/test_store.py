@@ -147,6 +147,16 @@ def test_memoised_value_is_computed_once(store):
     assert store.memo("scope", "other") is None and store.memo("other", "key") is None
 
 
+def test_agent_answers_are_kept_once_per_request_key(store):
+    assert store.agent_answer("k1") is None
+    with store.transaction() as tx:
+        tx.keep_agent_answer("k1", "embedded", "m", '{"output": 1}', "LOCUS-AGENT20260101-001")
+    with store.transaction() as tx:  # a concurrent call that finished second does not replace it
+        tx.keep_agent_answer("k1", "embedded", "m", '{"output": 2}', "LOCUS-AGENT20260101-002")
+    assert store.agent_answer("k1") == ('{"output": 1}', "LOCUS-AGENT20260101-001")
+    assert store.agent_answer("k2") is None
+
+
 @pytest.mark.parametrize(
     "url, fragment",
     [
