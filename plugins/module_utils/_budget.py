@@ -201,20 +201,13 @@ def limits_from(options=None, env=None):
     return limits
 
 
-_SPENT_SQL = (
-    "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_micro_usd ELSE cost_micro_usd END), 0), "
-    "COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_tokens ELSE input_tokens + output_tokens END), 0) "
-    "FROM locus_agent_ledger WHERE day = ? AND state <> 'released'"
-)
-
-
 def reserve(store, *, agent, backend, model, lane, estimate_micro, estimate_tokens, limits, now=None):
     """Check the limits and reserve the estimate; return the reservation id or raise BudgetError."""
     day = utc_day(now)
     ts = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with store.transaction() as tx:
-        day_micro, day_tokens = tx.query(_SPENT_SQL, (day,))[0]
-        agent_micro, agent_tokens = tx.query(_SPENT_SQL + " AND agent = ?", (day, agent))[0]
+        day_micro, day_tokens = tx.ledger_used(day)
+        agent_micro, agent_tokens = tx.ledger_used(day, agent)
         checks = (
             ("call_usd", 0, estimate_micro, "this call"),
             ("agent_daily_usd", int(agent_micro), estimate_micro, f"agent {agent!r} today (UTC {day})"),
@@ -238,38 +231,22 @@ def reserve(store, *, agent, backend, model, lane, estimate_micro, estimate_toke
                 )
             raise BudgetError(msg, limit=name, used=used, estimate=asked, maximum=limit)
         reservation = uuid.uuid4().hex
-        tx.execute(
-            "INSERT INTO locus_agent_ledger (id, day, ts, agent, backend, model, lane, state, "
-            "estimate_micro_usd, estimate_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
-            (reservation, day, ts, agent, backend, model, lane, estimate_micro, estimate_tokens),
-        )
+        tx.ledger_reserve(reservation, day, ts, agent=agent, backend=backend, model=model, lane=lane,
+                          estimate_micro=estimate_micro, estimate_tokens=estimate_tokens)
     return reservation
 
 
 def settle(tx, reservation, *, input_tokens, output_tokens, cost_micro, tag):
     """Replace the reservation by the real spend (inside the caller's transaction)."""
-    tx.execute(
-        "UPDATE locus_agent_ledger SET state = 'spent', input_tokens = ?, output_tokens = ?, "
-        "cost_micro_usd = ?, tag = ? WHERE id = ?",
-        (input_tokens, output_tokens, cost_micro, tag, reservation),
-    )
+    tx.ledger_settle(reservation, input_tokens=input_tokens, output_tokens=output_tokens, cost_micro=cost_micro, tag=tag)
 
 
 def release(tx, reservation, tag=None):
     """Drop a reservation for a call that spent nothing."""
-    tx.execute("UPDATE locus_agent_ledger SET state = 'released', tag = ? WHERE id = ?", (tag, reservation))
+    tx.ledger_release(reservation, tag)
 
 
 def spent(store, day=None, agent=None):
     """``{"usd", "micro_usd", "tokens", "calls"}`` spent (and still reserved) on ``day`` (UTC)."""
-    sql = (
-        "SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_micro_usd ELSE cost_micro_usd END), 0), "
-        "COALESCE(SUM(input_tokens + output_tokens), 0), COUNT(*) FROM locus_agent_ledger "
-        "WHERE day = ? AND state <> 'released'"
-    )
-    params = [day or utc_day()]
-    if agent:
-        sql += " AND agent = ?"
-        params.append(agent)
-    micro, tokens, calls = store.query(sql, params)[0]
+    micro, tokens, calls = store.ledger_spent(day or utc_day(), agent)
     return {"usd": micro_to_usd(int(micro)), "micro_usd": int(micro), "tokens": int(tokens), "calls": int(calls)}

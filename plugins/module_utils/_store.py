@@ -219,6 +219,32 @@ class Transaction:
     def record(self, action, subject, data=None):
         return self.record_many([(action, subject, data)])[0]
 
+    # -- the agents' spending ledger (rows: reserved -> spent or released) ------------------------
+    def ledger_used(self, day, agent=None):
+        """``(micro-USD, tokens)`` on ``day``: what was spent, plus the estimate of what is still reserved."""
+        sql = ("SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_micro_usd ELSE cost_micro_usd END), 0), "
+               "COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_tokens ELSE input_tokens + output_tokens END), 0) "
+               "FROM locus_agent_ledger WHERE day = ? AND state <> 'released'")
+        row = self.query(sql + " AND agent = ?", (day, agent))[0] if agent else self.query(sql, (day,))[0]
+        return int(row[0]), int(row[1])
+
+    def ledger_reserve(self, reservation, day, ts, *, agent, backend, model, lane, estimate_micro, estimate_tokens):
+        self.execute(
+            "INSERT INTO locus_agent_ledger (id, day, ts, agent, backend, model, lane, state, "
+            "estimate_micro_usd, estimate_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
+            (reservation, day, ts, agent, backend, model, lane, estimate_micro, estimate_tokens),
+        )
+
+    def ledger_settle(self, reservation, *, input_tokens, output_tokens, cost_micro, tag):
+        self.execute(
+            "UPDATE locus_agent_ledger SET state = 'spent', input_tokens = ?, output_tokens = ?, "
+            "cost_micro_usd = ?, tag = ? WHERE id = ?",
+            (input_tokens, output_tokens, cost_micro, tag, reservation),
+        )
+
+    def ledger_release(self, reservation, tag=None):
+        self.execute("UPDATE locus_agent_ledger SET state = 'released', tag = ? WHERE id = ?", (tag, reservation))
+
     def keep_agent_answer(self, key, backend, model, response, source_tag):
         """Cache an agent's answer (``response``: JSON text) under its request ``key``; the first one stays."""
         self.execute(
@@ -331,6 +357,14 @@ class Store:
             _refs.check_action(action)  # fail before opening a transaction
         with self.transaction() as tx:
             return tx.record_many(entries)
+
+    def ledger_spent(self, day, agent=None):
+        """``(micro-USD, tokens, calls)`` on ``day``: spent and still reserved (tokens: spent only)."""
+        sql = ("SELECT COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_micro_usd ELSE cost_micro_usd END), 0), "
+               "COALESCE(SUM(input_tokens + output_tokens), 0), COUNT(*) FROM locus_agent_ledger "
+               "WHERE day = ? AND state <> 'released'")
+        row = self.query(sql + " AND agent = ?", (day, agent))[0] if agent else self.query(sql, (day,))[0]
+        return int(row[0]), int(row[1]), int(row[2])
 
     def agent_answer(self, key):
         """``(response JSON text, source tag)`` cached for an agent request ``key``, or None."""
