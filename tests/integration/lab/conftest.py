@@ -16,7 +16,8 @@ def lab(tmp_path_factory):
     the_lab = Lab(inventory=write_inventory(base / "inventory", lab_dir, cache_dir, HOSTS), lab_dir=lab_dir, env=env)
     the_lab.ip_forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     try:
-        the_lab.up_output = the_lab.playbook("lab_up.yml").stdout
+        up = the_lab.playbook("lab_up.yml")
+        the_lab.up_output = up.stdout + up.stderr
         yield the_lab
     finally:
         the_lab.playbook("lab_down.yml", check=False)
