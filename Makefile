@@ -99,7 +99,7 @@ demo: setup
 # Re-pin the whole dependency tree after changing pyproject.toml. llama-cpp-python is left out
 # of the lock: its wheel is built once per machine (see llama-wheel).
 lock:
-	$(BIN)/uv pip compile -q --native-tls --python-version 3.11 --extra test --extra embedded \
+	$(BIN)/uv pip compile -q --native-tls --python-version 3.11 --extra test --extra embedded --extra mcp \
 	    --no-emit-package llama-cpp-python pyproject.toml -o requirements.lock --generate-hashes
 
 # CHANGELOG.rst from changelogs/fragments for galaxy.yml's version (fragments are kept; rerun it

@@ -20,7 +20,7 @@ import sys
 import traceback
 
 from ansible_collections.locus.infra.plugins.module_utils import _approval, _audit, _guard, _policy, _redact, _refs, _store
-from ansible_collections.locus.infra.plugins.plugin_utils import _guard_cli
+from ansible_collections.locus.infra.plugins.plugin_utils import _guard_cli, _mcp
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_LAST = 1_000_000_000  # --last: beyond any trail, and within a 64-bit SQL integer
@@ -313,6 +313,7 @@ def build_parser():
     p.add_argument("--output", "-o", help="file to write (default: standard output)")
     p.set_defaults(func=cmd_audit_export)
     _guard_cli.add_commands(sub)  # approve, halt, resume, status
+    _mcp.add_commands(sub)  # mcp (the MCP SDK is imported only when it runs)
     return parser
 
 

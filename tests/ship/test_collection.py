@@ -38,7 +38,7 @@ def test_the_tarball_holds_the_collection_and_nothing_of_the_development_tree(ta
     for required in ("LICENSE", "README.md", "CHANGELOG.rst", "requirements.txt", "bindep.txt", "execution-environment.yml",
                      "meta/runtime.yml", "meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt",
                      "docs/docsite/links.yml", "data/guard/policy.yml", "playbooks/install_cli.yml", "playbooks/files/locus_launcher.py",
-                     "requirements-embedded.txt", "changelogs/changelog.yaml", "awx/configure.yml", "awx/vars.yml", "docs/awx.md"):
+                     "requirements-embedded.txt", "requirements-mcp.txt", "changelogs/changelog.yaml", "awx/configure.yml", "awx/vars.yml", "docs/awx.md"):
         assert required in files, f"{required} is missing from the tarball"
     for role in ROLES:  # Galaxy's importer refuses a collection whose roles have no README
         assert f"roles/{role}/README.md" in files, f"role {role} has no README.md"
@@ -175,6 +175,38 @@ def test_the_launcher_exits_2_with_one_clear_line_when_it_cannot_run(user, launc
     run([VENV_BIN / "uv", "venv", "-q", bare])
     proc = user(str(bare / "bin" / "python"), str(launcher), "audit", "verify", check=False)
     assert proc.returncode == 2 and "Ansible (ansible-core) cannot be imported" in proc.stderr
+
+
+def test_locus_mcp_from_the_installed_collection_after_installing_its_extra(user, launcher, tmp_path):
+    """Without the optional SDK: one line naming the file to install. With requirements-mcp.txt of the
+    installed collection: a real MCP session (the SDK's client of this checkout) with the launcher."""
+    import anyio
+    import mcp_types
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    state = tmp_path / "state"
+    missing = user(str(launcher), "--state-dir", str(state), "mcp", check=False)
+    assert missing.returncode == 2 and "requirements-mcp.txt" in missing.stderr, missing.stderr
+    extra = user.collections / "ansible_collections" / "locus" / "infra" / "requirements-mcp.txt"
+    run([VENV_BIN / "uv", "pip", "install", "-q", "--native-tls", "--python", user.venv / "bin" / "python", "-r", extra], env=clean_env())
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    web1: {ansible_host: 127.0.0.1, admin_password: PlantedShip31}\n")
+    env = clean_env(HOME=str(user.home), PATH=f"{user.bin}:{user.venv / 'bin'}:/usr/bin:/bin", ANSIBLE_COLLECTIONS_PATH=str(user.collections))
+
+    async def talk():
+        server = StdioServerParameters(command=str(launcher), args=["--state-dir", str(state), "mcp", "-i", str(inventory)],
+                                       env=env, cwd=str(user.work))
+        async with Client(server, client_info=mcp_types.Implementation(name="ship-test", version="1")) as client:
+            return [(await client.call_tool(name, args)).structured_content
+                    for name, args in (("inventory_host", {"name": "web1"}), ("audit_verify", {}))]
+
+    host, verify = anyio.run(talk)
+    assert host["vars"] == {"ansible_host": "127.0.0.1", "admin_password": "********"}
+    assert verify["ok"] and verify["count"] == 1 and verify["last_tag"] == host["ref_tag"]
+    shown = user(str(launcher), "--state-dir", str(state), "audit", "show", "--tag", host["ref_tag"]).stdout
+    assert '"ship-test"' in shown and "PlantedShip31" not in shown
 
 
 def test_changelog_is_generated_from_the_fragments_and_regenerable(tmp_path):
