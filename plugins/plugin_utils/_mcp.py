@@ -69,7 +69,8 @@ def build_server(tools, version=""):
         client_params = getattr(ctx.session, "client_params", None)
         if client_params is not None and client_params.client_info is not None:
             info = {"name": client_params.client_info.name, "version": client_params.client_info.version}
-        result, is_error = tools.call(params.name, params.arguments, info)
+        peer = getattr(getattr(ctx, "request", None), "client", None)  # HTTP: starlette's (host, port)
+        result, is_error = tools.call(params.name, params.arguments, info, f"{peer[0]}:{peer[1]}" if peer else None)
         text = result["error"] if is_error else json.dumps(result, ensure_ascii=False, sort_keys=True)
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=result, is_error=is_error)
 
@@ -184,7 +185,7 @@ def cmd_mcp(args, store):
                 raise ConfigError(f"--http {args.http}: the private lane serves only stdio or a loopback address (127.0.0.1, ::1); "
                                   "use --lane enterprise to serve another address")
             token = _read_token(args.token_file)
-            tools.peer = _hostport(host, port)
+            tools.listen = _hostport(host, port)
             serve_http(tools, host, port, token)
             return EXIT_OK
         if args.token_file:

@@ -332,28 +332,30 @@ class Inventory:
 class Tools:
     """The tools over one store. ``call`` is the only entry point: check, run, bound, record."""
 
-    def __init__(self, store, *, policy=None, inventory=None, report_dirs=(), lane="private", transport="stdio", peer=None):
+    def __init__(self, store, *, policy=None, inventory=None, report_dirs=(), lane="private", transport="stdio", listen=None):
         self.store = store
         self.policy_path = policy
         self.inventory = inventory or Inventory()
         self.report_dirs = [os.path.realpath(d) for d in report_dirs]
         self.lane = lane
         self.transport = transport
-        self.peer = peer
+        self.listen = listen  # HTTP: the address served
         import jsonschema
 
         self._validators = {name: jsonschema.Draft202012Validator(spec[1]) for name, spec in TOOLS.items()}
 
     # -- the one entry point ------------------------------------------------------------------------
-    def call(self, name, arguments, client=None):
-        """``(structured result, is_error)`` for one tool call; every call is a RESEARCH record first."""
+    def call(self, name, arguments, client=None, peer=None):
+        """``(structured result, is_error)`` for one tool call; every call is a RESEARCH record first.
+        ``client``: the MCP clientInfo (name, version); ``peer``: the HTTP client's address."""
         client = _client(client)
+        where = {k: v for k, v in (("listen", self.listen), ("peer", peer)) if v}
         started = time.monotonic()
         status, error, result = "ok", None, None
         recorded_args = _recorded_arguments(arguments)
         try:
             arguments = self._checked(name, arguments)
-            result = getattr(self, f"tool_{name}")(arguments, client)
+            result = getattr(self, f"tool_{name}")(arguments, dict(client, **where))
             result, cut = _bounded(result)
         except ToolError as exc:
             status, error = "refused", str(exc)
@@ -370,8 +372,7 @@ class Tools:
             "arguments": recorded_args, "status": status, "via": VIA,
             "user": _os_user(), "ms": int((time.monotonic() - started) * 1000),
         }
-        if self.peer:
-            data["mcp"]["peer"] = self.peer
+        data["mcp"].update(where)
         if error:
             data["error"] = error[:1000]
         if result is not None:
@@ -636,7 +637,7 @@ class Tools:
         reason = " ".join(args["reason"].split())
         if not reason:
             raise ToolError("request_halt: reason is empty; say why")
-        context = {"mcp": {"client": client, "transport": self.transport, "lane": self.lane, **({"peer": self.peer} if self.peer else {})}}
+        context = {"mcp": {"client": client, "transport": self.transport, "lane": self.lane}}
         out = _guard.halt(self.store, reason, f"{_os_user()} via MCP client {client['name']}", f"{VIA} ({self.transport})", context)
         return {"changed": out["changed"], "halt": out["halt"], "halt_tag": out.get("ref_tag"), "msg": out["msg"]}
 

@@ -420,7 +420,9 @@ def test_http_needs_a_bearer_token_and_the_private_lane_only_loopback(tmp_path):
     research = _research(store)
     assert [(r["mcp"]["tool"], r["mcp"]["transport"], r["mcp"]["client"]["name"]) for r in research] == [
         ("audit_verify", "http", "remote-assistant"), ("request_halt", "http", "remote-assistant")]
-    assert json.loads(store.get(results[1].structured_content["halt_tag"])["data"])["via"] == "locus mcp (http)"
+    assert all(r["mcp"]["peer"].startswith("127.0.0.1:") and r["mcp"]["listen"] == url.split("/")[2] for r in research)
+    halt = json.loads(store.get(results[1].structured_content["halt_tag"])["data"])
+    assert halt["via"] == "locus mcp (http)" and halt["mcp"]["client"]["peer"].startswith("127.0.0.1:")
     assert b"PlantedBearerXYZ0123456789" not in raw_store_bytes(store)
     assert store.verify()["ok"]
 
@@ -436,3 +438,16 @@ def test_without_the_sdk_locus_mcp_says_what_to_install(tmp_path):
                           timeout=60, check=False)
     assert proc.returncode == 2 and "requirements-mcp.txt" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert Path(REPO / "requirements-mcp.txt").is_file()
+
+
+def test_requirements_mcp_admits_the_pinned_sdk():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    pins = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["mcp"]]
+    lines = [line.split("#")[0].strip() for line in (REPO / "requirements-mcp.txt").read_text().splitlines()]
+    ranges = [Requirement(line) for line in lines if line]
+    assert [r.name for r in ranges] == [p.name for p in pins] == ["mcp"]
+    pinned = next(iter(pins[0].specifier)).version
+    assert ranges[0].specifier.contains(pinned), (str(ranges[0].specifier), pinned)
