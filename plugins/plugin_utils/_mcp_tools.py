@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _guard, _policy, _redact, _refs, _store
+from ansible_collections.locus.infra.plugins.module_utils import _audit, _guard, _jsonschema, _policy, _redact, _refs, _store
 from ansible_collections.locus.infra.plugins.plugin_utils import _secrets
 
 MAX_ARGS_BYTES = 256 * 1024  # a described change with its diff fits; anything larger is refused unread
@@ -340,9 +340,6 @@ class Tools:
         self.lane = lane
         self.transport = transport
         self.listen = listen  # HTTP: the address served
-        import jsonschema
-
-        self._validators = {name: jsonschema.Draft202012Validator(spec[1]) for name, spec in TOOLS.items()}
 
     # -- the one entry point ------------------------------------------------------------------------
     def call(self, name, arguments, client=None, peer=None):
@@ -405,9 +402,9 @@ class Tools:
             _audit.check_value(arguments, "arguments")
         except _audit.NotRecordable as exc:
             raise ToolError(f"{name}: {exc}") from None
-        errors = sorted(self._validators[name].iter_errors(arguments), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-        if errors:
-            raise ToolError(f"{name}: {_schema_message(errors[0], TOOLS[name][1])}")
+        problem = _jsonschema.first_problem(arguments, TOOLS[name][1])
+        if problem is not None:
+            raise ToolError(f"{name}: {_schema_message(problem.error)}")
         return arguments
 
     # -- audit --------------------------------------------------------------------------------------
@@ -652,7 +649,7 @@ def _report_file(tag, data):
     return str(data.get("report") or "artifact"), None
 
 
-def _schema_message(error, schema):
+def _schema_message(error):
     path = ".".join(str(p) for p in error.absolute_path)
     where = f"argument {path}" if path else "arguments"
     if error.validator == "additionalProperties":
