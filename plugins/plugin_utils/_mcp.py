@@ -207,8 +207,8 @@ def add_commands(sub):
                                    "tool that approves, resumes or applies, and no option to add one.")
     p.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio (needs a token)")
     p.add_argument("--token-file", help=f"file holding the HTTP bearer token (default ${TOKEN_ENV}); at least {MIN_TOKEN} characters")
-    p.add_argument("--lane", choices=LANES, help="data classification of this server (default: the policy's lanes.default); "
-                                                            "private serves only stdio or loopback")
+    p.add_argument("--lane", choices=LANES,
+                   help="data classification of this server (default: the policy's lanes.default); private serves only stdio or loopback")
     p.add_argument("--inventory", "-i", action="append", metavar="SOURCE",
                    help="inventory source for inventory_hosts/inventory_host (repeatable; default: Ansible's configured inventory)")
     p.add_argument("--policy", help="policy file (default: $LOCUS_POLICY, then the shipped default)")
