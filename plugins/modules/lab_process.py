@@ -127,9 +127,10 @@ running:
 
 import os
 import signal
-import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.locus.infra.plugins.module_utils._retry import WaitTimeout, poll
 
 
 def _read_pid(path):
@@ -180,6 +181,14 @@ def _cgroup_dirs(relative):
     return [os.path.join(mount + own[key].rstrip("/"), relative.strip("/")) for key, mount in mounts.items() if key in own and os.path.isdir(mount)]
 
 
+def _until(condition, timeout, interval=0.1):
+    """True as soon as ``condition()`` holds, False when it still does not after ``timeout`` seconds."""
+    try:
+        return poll(lambda: True if condition() else None, timeout=timeout, interval=interval, factor=1.0, cap=interval)
+    except WaitTimeout:
+        return False
+
+
 def _kill_cgroup(relative):
     """SIGKILL every process left in cgroup ``relative`` (cgroup v2 ``cgroup.kill``), and wait for them."""
     for top in _cgroup_dirs(relative):
@@ -188,12 +197,12 @@ def _kill_cgroup(relative):
             continue
         with open(kill_file, "w", encoding="ascii") as handle:
             handle.write("1\n")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with open(os.path.join(top, "cgroup.events"), encoding="ascii") as events:
-                if "populated 0" in events.read():
-                    break
-            time.sleep(0.1)
+        _until(lambda top=top: _cgroup_empty(top), 10)
+
+
+def _cgroup_empty(top):
+    with open(os.path.join(top, "cgroup.events"), encoding="ascii") as events:
+        return "populated 0" in events.read()
 
 
 def _remove_cgroup(relative):
@@ -278,16 +287,20 @@ def start(module, pid):
     with open(tmp, "w", encoding="ascii") as handle:
         handle.write(f"{child}\n")
     os.replace(tmp, params["pidfile"])
-    deadline = time.monotonic() + params["settle"]
-    while time.monotonic() < deadline:
+    exited = []  # a child that dies within `settle` seconds did not start
+
+    def died():
         done, status = os.waitpid(child, os.WNOHANG)
         if done:
-            _remove(params["pidfile"])
-            module.fail_json(
-                msg=f"lab_process: {params['argv'][0]} exited with status {os.waitstatus_to_exitcode(status)} right after start (log {params['log']})",
-                log_tail=_tail(params["log"]),
-            )
-        time.sleep(0.1)
+            exited.append(status)
+        return done
+
+    if _until(died, params["settle"]):
+        _remove(params["pidfile"])
+        module.fail_json(
+            msg=f"lab_process: {params['argv'][0]} exited with status {os.waitstatus_to_exitcode(exited[0])} right after start (log {params['log']})",
+            log_tail=_tail(params["log"]),
+        )
     return {"changed": True, "pid": child, "was_running": False, "running": True}
 
 
@@ -307,17 +320,11 @@ def stop(module, pid):
     except KeyError:
         module.fail_json(msg=f"lab_process: unknown stop_signal {params['stop_signal']!r}")
     os.kill(pid, sig)
-    deadline = time.monotonic() + params["stop_timeout"]
-    while _alive(pid, params["match"]) and time.monotonic() < deadline:
-        time.sleep(0.2)
     killed = False
-    if _alive(pid, params["match"]):
+    if not _until(lambda: not _alive(pid, params["match"]), params["stop_timeout"], interval=0.2):
         os.kill(pid, signal.SIGKILL)
         killed = True
-        deadline = time.monotonic() + 10
-        while _alive(pid, params["match"]) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid, params["match"]):
+        if not _until(lambda: not _alive(pid, params["match"]), 10):
             module.fail_json(msg=f"lab_process: PID {pid} ({params['pidfile']}) survived SIGKILL")
     if params["cgroup"]:
         if killed:  # whatever the killed process left behind in its cgroup goes too
