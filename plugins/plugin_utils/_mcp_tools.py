@@ -435,8 +435,8 @@ class Tools:
         if until:
             sql += " AND ts <= ?"
             params.append(_ts_arg(until, "until"))
-        rows = self.store.query(sql + " ORDER BY position LIMIT ?", (*params, int(limit)))
-        return [_audit.row_dict(r) for r in rows]
+        rows = self.store.query(sql + " ORDER BY position DESC LIMIT ?", (*params, int(limit)))
+        return [_audit.row_dict(r) for r in reversed(rows)]  # the last ``limit`` of the window, in order
 
     def tool_audit_verify(self, args, client):
         result = self.store.verify(head=args.get("head"))

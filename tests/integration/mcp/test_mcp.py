@@ -115,6 +115,7 @@ def test_a_session_lists_the_tools_calls_each_one_and_every_call_is_audited(stor
         ("audit_show", {"tag": decision["ref_tag"]}),
         ("audit_show", {"job": job}),
         ("audit_show", {"since": "2000-01-01", "until": "2999-01-01T00:00:00Z"}),
+        ("audit_show", {"since": "2000-01-01T00:00:00+02:00", "last": 2}),
         ("audit_verify", {}),
         ("audit_verify", {"head": head}),
         ("audit_verify", {"head": {**head, "count": head["count"] + 50}}),
@@ -142,23 +143,25 @@ def test_a_session_lists_the_tools_calls_each_one_and_every_call_is_audited(stor
 
     out = [r.structured_content for r in results]
     assert not any(r.is_error for r in results), [o.get("error") for o in out]
-    show_last, show_tag, show_job, show_window, verify, verify_head, verify_long = out[:7]
+    show_last, show_tag, show_job, show_window, show_window_last = out[:5]
+    verify, verify_head, verify_long = out[5:8]
     assert [r["tag"] for r in show_last["records"]][-1] == report and show_last["count"] == 5
     assert show_tag["records"][0]["data"]["decision"] == "needs_approval"
     assert [r["tag"] for r in show_job["records"]][0] == job and show_job["count"] == 3
     assert show_window["count"] == len(before) + 3  # and the records of the three calls before it
-    assert verify["ok"] and verify_head["ok"] and verify["count"] == head["count"] + 4  # 4 calls recorded before it
+    assert [r["tag"] for r in show_window_last["records"]] == [r["_tag"] for r in _research(store)[2:4]]
+    assert verify["ok"] and verify_head["ok"] and verify["count"] == head["count"] + 5  # 5 calls recorded before it
     assert not verify_long["ok"] and verify_long["problem"]["kind"] == "truncated"
-    search_failed, search_subject = out[7:9]
+    search_failed, search_subject = out[8:10]
     assert [r["data"]["host"] for r in search_failed["records"]] == ["web1"]
     assert search_subject["count"] == 1 and search_subject["more"] and search_subject["records"][0]["subject"] == "configure nginx @ web2"
-    hosts, db_hosts, db1 = out[9:12]
+    hosts, db_hosts, db1 = out[10:13]
     assert {h["name"] for h in hosts["hosts"]} == {"db1", "web1"} and [h["name"] for h in db_hosts["hosts"]] == ["db1"]
     assert "databases" in db1["groups"] and db1["vars"]["ansible_host"] == "127.0.0.1" and db1["vars"]["site_name"] == "lab"
     assert db1["vars"]["db_password"] == "********" and db1["vars"]["vaulted_thing"] == "********"
     assert db1["vars"]["nested"]["api"]["token"] == "********"
     assert "PlantedInUrl77" not in db1["vars"]["dsn"] and db1["vars"]["dsn"].startswith("postgresql://app:")
-    status, assess_vm, assess_nothing, listed_reports, got_report = out[12:]
+    status, assess_vm, assess_nothing, listed_reports, got_report = out[13:]
     assert status["halt"]["halted"] is False and [p["tag"] for p in status["pending"]] == [decision["ref_tag"]]
     assert f"locus approve {decision['ref_tag']}" in status["pending"][0]["waits_for"]
     assert assess_vm["would_decide"] == "needs_approval" and assess_vm["risk"] == "critical"
@@ -177,7 +180,7 @@ def test_a_session_lists_the_tools_calls_each_one_and_every_call_is_audited(stor
     assert all(r["mcp"]["client"] == {"name": "pytest-client", "version": "9.9"} and r["mcp"]["transport"] == "stdio"
                and r["mcp"]["lane"] == "private" and r["status"] == "ok" for r in research)
     assert research[1]["arguments"] == {"tag": decision["ref_tag"]}
-    assert research[13]["arguments"]["operation"]["changes"][0]["args"]["password"] == "********"
+    assert research[14]["arguments"]["operation"]["changes"][0]["args"]["password"] == "********"
     assert store.verify()["ok"] and _guard.halt_state(store)["halted"] is False
     raw = raw_store_bytes(store)
     for secret in PLANTED:
