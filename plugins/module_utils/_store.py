@@ -445,6 +445,32 @@ class Store:
         )
         return [_audit.row_dict(r) for r in reversed(rows)]
 
+    def find(self, action=None, subject=None, fields=None, since=None, until=None, limit=100):
+        """Audit rows as dicts, newest first, at most ``limit``: of one REF-tag ``action``, whose subject
+        contains ``subject`` (case-insensitive), whose data holds ``"key":value`` for each of ``fields``
+        (a prefilter: nested keys match too, callers check the record's own), within ``since``/``until``
+        (timestamps as the store writes them). Every value is a literal, never a pattern."""
+
+        def like(text):
+            return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        sql, params = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE 1 = 1", []
+        if action:
+            sql += " AND tag LIKE ?"
+            params.append(f"LOCUS-{_refs.check_action(action)}2%")
+        if subject:
+            sql += " AND LOWER(subject) LIKE ? ESCAPE '\\'"
+            params.append(like(subject.lower()))
+        for key, value in sorted((fields or {}).items()):
+            sql += " AND data LIKE ? ESCAPE '\\'"
+            params.append(like(_audit.canonical_json({key: value})[1:-1]))
+        for value, op in ((since, ">="), (until, "<=")):
+            if value:
+                sql += f" AND ts {op} ?"
+                params.append(value)
+        rows = self.query(sql + " ORDER BY position DESC LIMIT ?", (*params, int(limit)))
+        return [_audit.row_dict(r) for r in rows]
+
     def sequences(self):
         """``{(action, day): last_seq}`` as allocated."""
         return {(a, d): s for a, d, s in self.query("SELECT action, day, last_seq FROM locus_ref_sequence")}

@@ -200,16 +200,6 @@ def _check_tag(tag, name, action=None):
     return tag
 
 
-def _like(text):
-    """``text`` as a literal inside a LIKE pattern with ESCAPE '\\'."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _json_fragment(key, value):
-    """How ``"key": value`` appears in a record's canonical JSON data."""
-    return _audit.canonical_json({key: value})[1:-1]
-
-
 def _public(rec, bound=MAX_RECORD_BYTES):
     out = _audit.public_record(rec)
     size = _json_size(out)
@@ -428,15 +418,8 @@ class Tools:
         return {"records": records, "count": len(records), "omitted": omitted}
 
     def _window(self, since, until, limit):
-        sql, params = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE 1 = 1", []
-        if since:
-            sql += " AND ts >= ?"
-            params.append(_ts_arg(since, "since"))
-        if until:
-            sql += " AND ts <= ?"
-            params.append(_ts_arg(until, "until"))
-        rows = self.store.query(sql + " ORDER BY position DESC LIMIT ?", (*params, int(limit)))
-        return [_audit.row_dict(r) for r in reversed(rows)]  # the last ``limit`` of the window, in order
+        rows = self.store.find(since=since and _ts_arg(since, "since"), until=until and _ts_arg(until, "until"), limit=limit)
+        return list(reversed(rows))  # the last ``limit`` of the window, in order
 
     def tool_audit_verify(self, args, client):
         result = self.store.verify(head=args.get("head"))
@@ -445,27 +428,14 @@ class Tools:
 
     def tool_audit_search(self, args, client):
         limit = args.get("limit", 50)
-        sql, params = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE 1 = 1", []
-        if "subject" in args:
-            sql += " AND LOWER(subject) LIKE ? ESCAPE '\\'"
-            params.append(f"%{_like(args['subject'].lower())}%")
-        for key in ("status", "host"):
-            if key in args:
-                sql += " AND data LIKE ? ESCAPE '\\'"
-                params.append(f"%{_like(_json_fragment(key, args[key]))}%")
-        if "action" in args:
-            sql += " AND tag LIKE ?"
-            params.append(f"LOCUS-{args['action']}2%")
-        for key, op in (("since", ">="), ("until", "<=")):
-            if key in args:
-                sql += f" AND ts {op} ?"
-                params.append(_ts_arg(args[key], key))
-        rows = self.store.query(sql + " ORDER BY position DESC LIMIT ?", (*params, SEARCH_SCAN))
+        rows = self.store.find(action=args.get("action"), subject=args.get("subject"),
+                               fields={k: args[k] for k in ("status", "host") if k in args},
+                               since=args.get("since") and _ts_arg(args["since"], "since"),
+                               until=args.get("until") and _ts_arg(args["until"], "until"), limit=SEARCH_SCAN)
         found = []
-        for row in rows:
-            rec = _audit.row_dict(row)
+        for rec in rows:
             data = _audit.public_record(rec)["data"]
-            # the LIKE above also matches nested keys; the record's own status and host must match
+            # the store's prefilter also matches nested keys; the record's own status and host must match
             if all(isinstance(data, dict) and data.get(k) == args[k] for k in ("status", "host") if k in args):
                 found.append(rec)
         more = len(found) > limit or len(rows) == SEARCH_SCAN
@@ -514,15 +484,11 @@ class Tools:
         if state["halted"]:
             waits = (f"a human: `locus approve {state['tag']}` (prints a resume token), then `locus resume --token <token>`; "
                      "no MCP tool can resume")
-        rows = self.store.query(
-            "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE tag LIKE 'LOCUS-VALIDATE%' "
-            "AND data LIKE ? AND data LIKE ? ORDER BY position DESC LIMIT ?",
-            (f"%{_json_fragment(_guard.RESERVED_KEY, 'decision')}%", f"%{_json_fragment('decision', 'needs_approval')}%",
-             args.get("limit", 20)))
+        rows = self.store.find(action="VALIDATE", fields={_guard.RESERVED_KEY: "decision", "decision": "needs_approval"},
+                               limit=args.get("limit", 20))
         used = _guard._used_records(self.store.query)
         pending = []
-        for row in rows:
-            rec = _audit.row_dict(row)
+        for rec in rows:
             data = _audit.public_record(rec)["data"]
             if not isinstance(data, dict) or data.get(_guard.RESERVED_KEY) != "decision" or rec["tag"] in used:
                 continue
@@ -572,15 +538,13 @@ class Tools:
 
     # -- reports ------------------------------------------------------------------------------------
     def _reports(self, kind=None, limit=50, tag=None):
-        sql = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE tag LIKE 'LOCUS-ARTIFACT%'"
-        params = []
         if tag:
-            sql += " AND tag = ?"
-            params.append(tag)
-        rows = self.store.query(sql + " ORDER BY position DESC LIMIT ?", (*params, 5000 if kind else limit))
+            rec = self.store.get(tag)  # a record outside the chain is refused (Tampered)
+            rows = [rec] if rec is not None else []
+        else:
+            rows = self.store.find(action="ARTIFACT", limit=5000 if kind else limit)
         out = []
-        for row in rows:
-            rec = _audit.row_dict(row)
+        for rec in rows:
             data = _audit.public_record(rec)["data"]
             data = data if isinstance(data, dict) else {}
             report_kind, path = _report_file(rec["tag"], data)
@@ -611,8 +575,6 @@ class Tools:
         report = found[0]
         if not report["path"]:
             raise ToolError(f"report_get: the record {tag} names no report file")
-        if self.store.get(tag) is None:  # a record outside the chain is refused there (Tampered)
-            raise ToolError(f"report_get: no ARTIFACT record with tag {tag}")
         real = self._allowed(report["path"])
         if real is None:
             raise ToolError(f"report_get: {report['path']} is not a file inside the report directories this server reads "

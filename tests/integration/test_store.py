@@ -223,3 +223,18 @@ def test_awx_with_sqlite_warns_and_postgresql_does_not(tmp_path, pg_cluster):
         assert _store.ephemeral_warning(s, {}) is None
     with _store.open_store(url=pg_cluster.create_database()) as s:
         assert _store.ephemeral_warning(s, {"awx_job_id": 42}) is None
+
+
+def test_find_takes_every_value_literally_on_both_engines(store):
+    """Store.find (audit_search of `locus mcp`): %, _ and backslashes are literals, subjects match
+    case-insensitively, data fields by their canonical JSON, newest first."""
+    a = store.record("TASK", r"copy 100%_done C:\temp", {"host": "web_1", "status": "failed"})
+    b = store.record("TASK", "copy 100 done", {"host": "webX1", "status": "failed"})
+    c = store.record("VALIDATE", "COPY 100%_DONE c:\\TEMP", {"host": "web_1", "status": "ok"})
+    assert [r["tag"] for r in store.find(subject=r"100%_done c:\temp")] == [c, a]
+    assert [r["tag"] for r in store.find(subject="100%")] == [c, a]
+    assert [r["tag"] for r in store.find(fields={"host": "web_1"})] == [c, a]
+    assert [r["tag"] for r in store.find(fields={"host": "web_1", "status": "failed"})] == [a]
+    assert [r["tag"] for r in store.find(action="TASK", limit=1)] == [b]
+    ts = store.get(b)["ts"]
+    assert [r["tag"] for r in store.find(since=ts, until=ts)] == [b]
