@@ -312,15 +312,8 @@ def normalise(sites, host="localhost", settings=None):
         sites = []
     if not isinstance(sites, list):
         raise ModelError([f"{host}: nginx_sites: must be a list of sites, got {type(sites).__name__}"])
-    zones = {z["name"] for z in s.get("zones") or []}
-    host_addrs = {a for a in (parse_address(x) for x in s.get("host_addresses") or []) if a is not None}
-    default_listen = s.get("listen") or []
-    tree = s.get("tree") or "locus"
-    state_dir = (s.get("state_dir") or "/var/lib/locus-nginx").rstrip("/")
-    www_dir = (s.get("www_dir") or "/var/www/locus").rstrip("/")
-    acme = dict(s.get("acme") or {})
-    acme_issued = set(s.get("acme_issued") or [])
-    chk.keys("nginx_acme", acme, ACME_KEYS)
+    st = _Settings(s)
+    chk.keys("nginx_acme", st.acme, ACME_KEYS)
     out, names = [], {}
 
     for n, raw in enumerate(sites):
@@ -340,13 +333,12 @@ def normalise(sites, host="localhost", settings=None):
         if state not in ("present", "absent"):
             chk.fail(where, f"state: {state!r} must be present or absent")
             continue
-        site = {"name": name, "state": state, "id": site_id(name), "file": f"{tree}/sites/{name}.conf",
-                "default_root": f"{www_dir}/{name}", "self_signed_dir": f"{state_dir}/tls/{name}"}
-        if state == "absent":
-            out.append(site)
-            continue
-        out.append(_present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, state_dir, www_dir, acme,
-                            acme_issued))
+        site = {"name": name, "state": state, "id": site_id(name), "file": f"{st.tree}/sites/{name}.conf",
+                "default_root": f"{st.www_dir}/{name}", "self_signed_dir": f"{st.state_dir}/tls/{name}"}
+        if state == "present":
+            for section in _SECTIONS:
+                section(chk, where, raw, site, st)
+        out.append(site)
 
     _conflicts(chk, [x for x in out if x["state"] == "present"])
     if chk.problems:
@@ -354,19 +346,36 @@ def normalise(sites, host="localhost", settings=None):
     return out
 
 
-def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, state_dir, www_dir, acme, acme_issued):
-    name = site["name"]
-    # names
-    server_names = raw.get("server_names", [name])
+class _Settings:
+    """The host-wide settings every site section reads (from the role's variables, see :func:`normalise`)."""
+
+    def __init__(self, given):
+        self.given = given  # the raw settings: ports, gzip, hsts, headers, tls_profile, self_signed_days
+        self.zones = {z["name"] for z in given.get("zones") or []}
+        self.host_addrs = {a for a in (parse_address(x) for x in given.get("host_addresses") or []) if a is not None}
+        self.default_listen = given.get("listen") or []
+        self.tree = given.get("tree") or "locus"
+        self.state_dir = (given.get("state_dir") or "/var/lib/locus-nginx").rstrip("/")
+        self.www_dir = (given.get("www_dir") or "/var/www/locus").rstrip("/")
+        self.acme = dict(given.get("acme") or {})
+        self.acme_issued = set(given.get("acme_issued") or [])
+
+
+# One validator per section of a present site, in this order (later sections read what earlier ones set in
+# ``site``: the type, the TLS settings, the content). Each takes (chk, where, raw, site, settings), reports
+# problems with chk.fail(where, ...) and fills its keys of ``site`` with the normalised values.
+def _server_names(chk, where, raw, site, st):
+    server_names = raw.get("server_names", [site["name"]])
     if not isinstance(server_names, list) or not server_names:
         chk.fail(where, f"server_names: must be a non-empty list of names, got {server_names!r}")
-        server_names = [name]
+        server_names = [site["name"]]
     for i, sn in enumerate(server_names):
         if not isinstance(sn, str) or not SERVER_NAME.match(sn):
             chk.fail(where, f"server_names[{i}]: {sn!r} is not a lower-case DNS name (or *.name)")
     site["server_names"] = [x for x in server_names if isinstance(x, str)]
 
-    # type
+
+def _site_type(chk, where, raw, site, st):
     kind = raw.get("type", "static")
     if kind not in ("static", "proxy"):
         chk.fail(where, f"type: {kind!r} must be static or proxy")
@@ -378,8 +387,9 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
     if kind == "proxy" and static_only:
         chk.fail(where, f"{static_only[0]}: only for type static (this site is a proxy)")
 
-    # listen
-    listen = raw.get("listen", default_listen)
+
+def _listen(chk, where, raw, site, st):
+    listen = raw.get("listen", st.default_listen)
     if isinstance(listen, str):
         listen = [listen]
     addrs = []
@@ -392,21 +402,21 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         if addr is None:
             chk.fail(where, f"listen[{i}]: {a!r} is not an IP address (use 0.0.0.0 or :: to listen on every address)")
             continue
-        if not addr.is_unspecified and host_addrs and addr not in host_addrs:
+        if not addr.is_unspecified and st.host_addrs and addr not in st.host_addrs:
             chk.fail(where, f"listen[{i}]: {addr.compressed} is not an address of this host "
-                            f"(it has {', '.join(sorted(a.compressed for a in host_addrs))})")
+                            f"(it has {', '.join(sorted(a.compressed for a in st.host_addrs))})")
             continue
         if addr not in addrs:
             addrs.append(addr)
     site["listen"] = [listen_form(a) for a in addrs]
     site["listen_public"] = any(a.is_unspecified for a in addrs)
     probe_addr = next((a for a in addrs if not a.is_unspecified), None)
-    if probe_addr is None and host_addrs:
-        probe_addr = sorted(host_addrs, key=lambda a: (a.version, a.packed))[0]
+    if probe_addr is None and st.host_addrs:
+        probe_addr = sorted(st.host_addrs, key=lambda a: (a.version, a.packed))[0]
     if probe_addr is None and addrs:
         probe_addr = ipaddress.ip_address("127.0.0.1") if addrs[0].version == 4 else ipaddress.ip_address("::1")
     site["probe_address"] = probe_addr.compressed if probe_addr is not None else None
-    for key, default in (("http_port", s.get("http_port", 80)), ("https_port", s.get("https_port", 443))):
+    for key, default in (("http_port", st.given.get("http_port", 80)), ("https_port", st.given.get("https_port", 443))):
         port = raw.get(key, default)
         if not _int_in(port, 1, 65535):
             chk.fail(where, f"{key}: {port!r} must be a port number (1-65535)")
@@ -415,7 +425,8 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
     if site["http_port"] == site["https_port"]:
         chk.fail(where, f"https_port: {site['https_port']} is also the http_port")
 
-    # TLS
+
+def _tls(chk, where, raw, site, st):
     tls = raw.get("tls", "self_signed")
     if tls is False or tls is None:
         tls = "none"
@@ -436,7 +447,20 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         chk.fail(where, f"tls.redirect_http: {redirect!r} must be true or false")
         redirect = True
     t = {"mode": mode, "enabled": mode != "none", "redirect_http": bool(redirect) and mode != "none"}
-    selfsigned = {"certificate": f"{state_dir}/tls/{name}/cert.pem", "private_key": f"{state_dir}/tls/{name}/key.pem"}
+    _tls_certificate(chk, where, tls, site, st, t)
+    if t["enabled"]:
+        _tls_settings(chk, where, tls, st, t)
+    else:
+        extra = sorted(k for k in ("profile", "protocols", "ciphers", "curves", "ocsp_stapling", "weaken") if k in tls)
+        if extra:
+            chk.fail(where, f"tls.{extra[0]}: only for a site with TLS (this site is plain HTTP)")
+    site["tls"] = t
+
+
+def _tls_certificate(chk, where, tls, site, st, t):
+    """Where the certificate and key come from: the PEM given, self-signed, or ACME (self-signed until issued)."""
+    name, mode = site["name"], t["mode"]
+    selfsigned = {"certificate": f"{st.state_dir}/tls/{name}/cert.pem", "private_key": f"{st.state_dir}/tls/{name}/key.pem"}
     if mode == "provided":
         for key in ("certificate", "private_key"):
             val = tls.get(key)
@@ -445,8 +469,8 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
                 chk.fail(where, f"tls.{key}: must be the PEM text (-----BEGIN ...{marker}) for tls mode provided")
         t["certificate_pem"] = tls.get("certificate") or ""
         t["private_key_pem"] = tls.get("private_key") or ""
-        t["certificate"] = f"{tree}/tls/{name}.crt"
-        t["private_key"] = f"{tree}/tls/{name}.key"
+        t["certificate"] = f"{st.tree}/tls/{name}.crt"
+        t["private_key"] = f"{st.tree}/tls/{name}.key"
     elif mode in ("self_signed", "acme"):
         extra = sorted(k for k in ("certificate", "private_key") if k in tls)
         if extra:
@@ -454,7 +478,7 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         t["self_signed"] = True  # acme sites serve a self-signed certificate until theirs is issued
         t.update(selfsigned)
         if mode == "acme":
-            t["acme_issued"] = name in acme_issued
+            t["acme_issued"] = name in st.acme_issued
             t["acme_live"] = f"/etc/letsencrypt/live/{name}"
             if t["acme_issued"]:
                 t["certificate"] = f"/etc/letsencrypt/live/{name}/fullchain.pem"
@@ -462,33 +486,34 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
             bad = [x for x in site["server_names"] if x.startswith("*.")]
             if bad:
                 chk.fail(where, f"server_names: {bad[0]} - a wildcard name needs a DNS-01 challenge, ACME here uses webroot (HTTP-01)")
-            t["certbot"] = certbot_argv(site, acme, f"{state_dir}/acme")
-    if t["enabled"]:
-        t["profile"] = tls_profile(chk, where, tls, s.get("tls_profile") or "intermediate", s.get("self_signed_days"), tree)
-        # OCSP stapling needs a CA's responder: on for provided and issued ACME chains, never for a self-signed one.
-        chain = mode == "provided" or (mode == "acme" and t.get("acme_issued"))
-        stapling = tls.get("ocsp_stapling", bool(chain))
-        if not _is_bool(stapling):
-            chk.fail(where, f"tls.ocsp_stapling: {stapling!r} must be true or false")
-            stapling = bool(chain)
-        elif stapling and not chain:
-            chk.fail(where, "tls.ocsp_stapling: a self-signed certificate has no OCSP responder to staple from")
-            stapling = False
-        t["ocsp_stapling"] = stapling
-    else:
-        extra = sorted(k for k in ("profile", "protocols", "ciphers", "curves", "ocsp_stapling", "weaken") if k in tls)
-        if extra:
-            chk.fail(where, f"tls.{extra[0]}: only for a site with TLS (this site is plain HTTP)")
-    site["tls"] = t
+            t["certbot"] = certbot_argv(site, st.acme, f"{st.state_dir}/acme")
 
-    # HSTS and headers
-    hsts = raw.get("hsts", s.get("hsts", True))
+
+def _tls_settings(chk, where, tls, st, t):
+    """The profile (protocols, suites, curves) and OCSP stapling of a site with TLS."""
+    t["profile"] = tls_profile(chk, where, tls, st.given.get("tls_profile") or "intermediate",
+                               st.given.get("self_signed_days"), st.tree)
+    # OCSP stapling needs a CA's responder: on for provided and issued ACME chains, never for a self-signed one.
+    chain = t["mode"] == "provided" or (t["mode"] == "acme" and t.get("acme_issued"))
+    stapling = tls.get("ocsp_stapling", bool(chain))
+    if not _is_bool(stapling):
+        chk.fail(where, f"tls.ocsp_stapling: {stapling!r} must be true or false")
+        stapling = bool(chain)
+    elif stapling and not chain:
+        chk.fail(where, "tls.ocsp_stapling: a self-signed certificate has no OCSP responder to staple from")
+        stapling = False
+    t["ocsp_stapling"] = stapling
+
+
+def _hsts(chk, where, raw, site, st):
+    hsts = raw.get("hsts", st.given.get("hsts", True))
     if hsts is True:
         hsts = {}
-    if hsts is False or not t["enabled"]:
+    if hsts is False or not site["tls"]["enabled"]:
         site["hsts"] = None
     elif chk.keys(f"{where}: hsts", hsts, HSTS_KEYS):
-        h = {"max_age": 63072000, "include_subdomains": True, "preload": False, **(s.get("hsts_defaults") or {}), **hsts}
+        h = {"max_age": 63072000, "include_subdomains": True, "preload": False, **(st.given.get("hsts_defaults") or {}),
+             **hsts}
         if not _int_in(h["max_age"], 0, 10 ** 9):
             chk.fail(where, f"hsts.max_age: {h['max_age']!r} must be seconds (an integer)")
         value = f"max-age={h['max_age']}" + ("; includeSubDomains" if h["include_subdomains"] else "") + (
@@ -496,8 +521,11 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         site["hsts"] = value
     else:
         site["hsts"] = None
+
+
+def _headers(chk, where, raw, site, st):
     headers = {}
-    for hname, hval in (s.get("headers") or {}).items():
+    for hname, hval in (st.given.get("headers") or {}).items():
         headers[hname.lower()] = (hname, hval)
     csp = raw.get("csp")
     if csp is not None:
@@ -523,103 +551,113 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
     site["headers"] = [{"name": k, "value": str(v)} for k, v in sorted(headers.values(), key=lambda kv: kv[0].lower())
                        if v is not None]
 
-    # static content
-    if kind == "static":
-        root = raw.get("root", site["default_root"])
-        if not isinstance(root, str) or not PATH.match(root) or root.rstrip("/") in ("", "/etc", "/usr", "/var"):
-            chk.fail(where, f"root: {root!r} must be an absolute directory path (no spaces, quotes or ;)")
-            root = site["default_root"]
-        site["root"] = root.rstrip("/")
-        site["root_managed"] = site["root"] == site["default_root"]
-        content = raw.get("content", {})
-        if isinstance(content, str):
-            content = {"index.html": content}
-        if not isinstance(content, dict):
-            chk.fail(where, f"content: must be the text of index.html or a mapping of file -> text, got {type(content).__name__}")
-            content = {}
-        files = []
-        for rel, text in content.items():
-            if not isinstance(rel, str) or not REL_FILE.match(rel):
-                chk.fail(where, f"content: {rel!r} must be a relative file path inside the root")
-                continue
-            if not isinstance(text, str):
-                chk.fail(where, f"content.{rel}: must be text")
-                continue
-            files.append({"path": rel, "content": text})
-        site["content"] = sorted(files, key=lambda f: f["path"])
-        index = raw.get("index", ["index.html"])
-        if isinstance(index, str):
-            index = [index]
-        if not isinstance(index, list) or not all(isinstance(i, str) and re.match(r"^[A-Za-z0-9._-]+$", i) for i in index):
-            chk.fail(where, f"index: {index!r} must be a list of file names")
-            index = ["index.html"]
-        site["index"] = index
 
-    # reverse proxy
-    if kind == "proxy":
-        ups = raw.get("upstreams")
-        if not isinstance(ups, list) or not ups:
-            chk.fail(where, "upstreams: a proxy site needs at least one upstream (address:port)")
-            ups = []
-        health = raw.get("health", {})
-        if health is None:
-            health = {}
-        if not chk.keys(f"{where}: health", health, HEALTH_KEYS):
-            health = {}
-        hmax = health.get("max_fails", 3)
-        hto = health.get("fail_timeout", "10s")
-        if not _int_in(hmax, 0, 1000):
-            chk.fail(where, f"health.max_fails: {hmax!r} must be an integer 0-1000")
-        if not DURATION.match(str(hto)):
-            chk.fail(where, f"health.fail_timeout: {hto!r} must be a duration such as 10s")
-        hpath = health.get("path", "/")
-        if not isinstance(hpath, str) or not PATH.match(hpath):
-            chk.fail(where, f"health.path: {hpath!r} must be an absolute URL path")
-            hpath = "/"
-        site["health"] = {"path": hpath, "status": _status_list(chk, f"{where}: health.status", health.get("status"), [200]),
-                          "max_fails": hmax, "fail_timeout": str(hto)}
-        servers = []
-        for i, u in enumerate(ups):
-            if isinstance(u, str):
-                u = {"address": u}
-            if not chk.keys(f"{where}: upstreams[{i}]", u, UPSTREAM_KEYS):
-                continue
-            addr = parse_host_port(u.get("address", ""))
-            if addr is None:
-                chk.fail(where, f"upstreams[{i}]: {u.get('address')!r} is not an address:port "
-                                "(e.g. 127.0.0.1:8080 or [::1]:8080) or unix:/path")
-                continue
-            weight = u.get("weight", 1)
-            if not _int_in(weight, 1, 1000):
-                chk.fail(where, f"upstreams[{i}].weight: {weight!r} must be an integer 1-1000")
-            backup = u.get("backup", False)
-            if not _is_bool(backup):
-                chk.fail(where, f"upstreams[{i}].backup: {backup!r} must be true or false")
-            mf = u.get("max_fails", hmax)
-            ft = u.get("fail_timeout", hto)
-            if not _int_in(mf, 0, 1000) or not DURATION.match(str(ft)):
-                chk.fail(where, f"upstreams[{i}]: max_fails must be an integer and fail_timeout a duration")
-            servers.append({"address": addr, "weight": weight, "backup": bool(backup), "max_fails": mf,
-                            "fail_timeout": str(ft)})
-        if servers and all(x["backup"] for x in servers):
-            chk.fail(where, "upstreams: every upstream is a backup; at least one must be a primary")
-        site["upstreams"] = servers
-        scheme = raw.get("upstream_scheme", "http")
-        if scheme not in ("http", "https"):
-            chk.fail(where, f"upstream_scheme: {scheme!r} must be http or https")
-        site["upstream_scheme"] = scheme
-        # The Host header sent upstream: the client's ($host) unless the upstream expects its own
-        # name (Ollama on loopback refuses other names with 403).
-        uhost = raw.get("upstream_host", "$host")
-        if not isinstance(uhost, str) or not re.match(r"^(\$host|[A-Za-z0-9.-]+(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)$", uhost):
-            chk.fail(where, f"upstream_host: {uhost!r} must be $host or a host name or address with an optional port")
-        site["upstream_host"] = uhost
-        rto = raw.get("proxy_read_timeout", "60s")
-        if not DURATION.match(str(rto)):
-            chk.fail(where, f"proxy_read_timeout: {rto!r} must be a duration such as 60s")
-        site["proxy_read_timeout"] = str(rto)
+def _static(chk, where, raw, site, st):
+    if site["type"] != "static":
+        return
+    root = raw.get("root", site["default_root"])
+    if not isinstance(root, str) or not PATH.match(root) or root.rstrip("/") in ("", "/etc", "/usr", "/var"):
+        chk.fail(where, f"root: {root!r} must be an absolute directory path (no spaces, quotes or ;)")
+        root = site["default_root"]
+    site["root"] = root.rstrip("/")
+    site["root_managed"] = site["root"] == site["default_root"]
+    content = raw.get("content", {})
+    if isinstance(content, str):
+        content = {"index.html": content}
+    if not isinstance(content, dict):
+        chk.fail(where, f"content: must be the text of index.html or a mapping of file -> text, got {type(content).__name__}")
+        content = {}
+    files = []
+    for rel, text in content.items():
+        if not isinstance(rel, str) or not REL_FILE.match(rel):
+            chk.fail(where, f"content: {rel!r} must be a relative file path inside the root")
+            continue
+        if not isinstance(text, str):
+            chk.fail(where, f"content.{rel}: must be text")
+            continue
+        files.append({"path": rel, "content": text})
+    site["content"] = sorted(files, key=lambda f: f["path"])
+    index = raw.get("index", ["index.html"])
+    if isinstance(index, str):
+        index = [index]
+    if not isinstance(index, list) or not all(isinstance(i, str) and re.match(r"^[A-Za-z0-9._-]+$", i) for i in index):
+        chk.fail(where, f"index: {index!r} must be a list of file names")
+        index = ["index.html"]
+    site["index"] = index
 
-    # rate limiting
+
+def _proxy(chk, where, raw, site, st):
+    if site["type"] != "proxy":
+        return
+    ups = raw.get("upstreams")
+    if not isinstance(ups, list) or not ups:
+        chk.fail(where, "upstreams: a proxy site needs at least one upstream (address:port)")
+        ups = []
+    health = raw.get("health", {})
+    if health is None:
+        health = {}
+    if not chk.keys(f"{where}: health", health, HEALTH_KEYS):
+        health = {}
+    hmax = health.get("max_fails", 3)
+    hto = health.get("fail_timeout", "10s")
+    if not _int_in(hmax, 0, 1000):
+        chk.fail(where, f"health.max_fails: {hmax!r} must be an integer 0-1000")
+    if not DURATION.match(str(hto)):
+        chk.fail(where, f"health.fail_timeout: {hto!r} must be a duration such as 10s")
+    hpath = health.get("path", "/")
+    if not isinstance(hpath, str) or not PATH.match(hpath):
+        chk.fail(where, f"health.path: {hpath!r} must be an absolute URL path")
+        hpath = "/"
+    site["health"] = {"path": hpath, "status": _status_list(chk, f"{where}: health.status", health.get("status"), [200]),
+                      "max_fails": hmax, "fail_timeout": str(hto)}
+    site["upstreams"] = _upstreams(chk, where, ups, hmax, hto)
+    scheme = raw.get("upstream_scheme", "http")
+    if scheme not in ("http", "https"):
+        chk.fail(where, f"upstream_scheme: {scheme!r} must be http or https")
+    site["upstream_scheme"] = scheme
+    # The Host header sent upstream: the client's ($host) unless the upstream expects its own
+    # name (Ollama on loopback refuses other names with 403).
+    uhost = raw.get("upstream_host", "$host")
+    if not isinstance(uhost, str) or not re.match(r"^(\$host|[A-Za-z0-9.-]+(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)$", uhost):
+        chk.fail(where, f"upstream_host: {uhost!r} must be $host or a host name or address with an optional port")
+    site["upstream_host"] = uhost
+    rto = raw.get("proxy_read_timeout", "60s")
+    if not DURATION.match(str(rto)):
+        chk.fail(where, f"proxy_read_timeout: {rto!r} must be a duration such as 60s")
+    site["proxy_read_timeout"] = str(rto)
+
+
+def _upstreams(chk, where, ups, hmax, hto):
+    """The upstream servers; ``max_fails`` and ``fail_timeout`` default to the site's health settings."""
+    servers = []
+    for i, u in enumerate(ups):
+        if isinstance(u, str):
+            u = {"address": u}
+        if not chk.keys(f"{where}: upstreams[{i}]", u, UPSTREAM_KEYS):
+            continue
+        addr = parse_host_port(u.get("address", ""))
+        if addr is None:
+            chk.fail(where, f"upstreams[{i}]: {u.get('address')!r} is not an address:port "
+                            "(e.g. 127.0.0.1:8080 or [::1]:8080) or unix:/path")
+            continue
+        weight = u.get("weight", 1)
+        if not _int_in(weight, 1, 1000):
+            chk.fail(where, f"upstreams[{i}].weight: {weight!r} must be an integer 1-1000")
+        backup = u.get("backup", False)
+        if not _is_bool(backup):
+            chk.fail(where, f"upstreams[{i}].backup: {backup!r} must be true or false")
+        mf = u.get("max_fails", hmax)
+        ft = u.get("fail_timeout", hto)
+        if not _int_in(mf, 0, 1000) or not DURATION.match(str(ft)):
+            chk.fail(where, f"upstreams[{i}]: max_fails must be an integer and fail_timeout a duration")
+        servers.append({"address": addr, "weight": weight, "backup": bool(backup), "max_fails": mf,
+                        "fail_timeout": str(ft)})
+    if servers and all(x["backup"] for x in servers):
+        chk.fail(where, "upstreams: every upstream is a backup; at least one must be a primary")
+    return servers
+
+
+def _rate_limit(chk, where, raw, site, st):
     rl = raw.get("rate_limit")
     if isinstance(rl, str):
         rl = {"zone": rl}
@@ -627,9 +665,9 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         site["rate_limit"] = None
     elif chk.keys(f"{where}: rate_limit", rl, RATE_KEYS):
         zone = rl.get("zone")
-        if zone not in zones:
+        if zone not in st.zones:
             chk.fail(where, f"rate_limit.zone: {zone!r} is not defined in nginx_rate_limit_zones "
-                            f"(defined: {', '.join(sorted(zones)) or 'none'})")
+                            f"(defined: {', '.join(sorted(st.zones)) or 'none'})")
         burst = rl.get("burst", 10)
         if not _int_in(burst, 0, 100000):
             chk.fail(where, f"rate_limit.burst: {burst!r} must be an integer >= 0")
@@ -640,42 +678,48 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
     else:
         site["rate_limit"] = None
 
-    gzip = raw.get("gzip", s.get("gzip", True))
+
+def _gzip(chk, where, raw, site, st):
+    gzip = raw.get("gzip", st.given.get("gzip", True))
     if not _is_bool(gzip):
         chk.fail(where, f"gzip: {gzip!r} must be true or false")
     site["gzip"] = bool(gzip)
 
-    # basic auth
+
+def _auth(chk, where, raw, site, st):
     auth = raw.get("auth")
     site["auth"] = None
-    if auth is not None and chk.keys(f"{where}: auth", auth, AUTH_KEYS):
-        users = auth.get("users")
-        ok_users = []
-        if not isinstance(users, list) or not users:
-            chk.fail(where, "auth.users: basic auth needs at least one user (name and password or password_hash)")
-            users = []
-        for i, u in enumerate(users):
-            if not chk.keys(f"{where}: auth.users[{i}]", u, USER_KEYS):
-                continue
-            if not isinstance(u.get("name"), str) or not USER_NAME.match(u["name"]):
-                chk.fail(where, f"auth.users[{i}].name: {u.get('name')!r} must be a name without ':' or spaces")
-                continue
-            if bool(u.get("password")) == bool(u.get("password_hash")):
-                chk.fail(where, f"auth.users[{i}] ({u['name']}): give exactly one of password and password_hash")
-                continue
-            if u.get("password_hash") and not re.match(r"^(\$[0-9a-z]+\$|\{[A-Z0-9-]+\})\S+$", str(u["password_hash"])):
-                chk.fail(where, f"auth.users[{i}] ({u['name']}).password_hash: not a crypt(3) hash such as $6$...")
-                continue
-            ok_users.append({k: u[k] for k in ("name", "password", "password_hash") if u.get(k)})
-        realm = auth.get("realm", "Restricted")
-        if not isinstance(realm, str) or '"' in realm or not realm:
-            chk.fail(where, f"auth.realm: {realm!r} must be text without double quotes")
-        plain = auth.get("allow_plain_http", False)
-        if not t["enabled"] and plain is not True:
-            chk.fail(where, "auth: basic auth over plain HTTP sends passwords in clear text; use TLS "
-                            "(or set auth.allow_plain_http: true)")
-        site["auth"] = {"realm": realm, "users": ok_users, "file": f"{tree}/auth/{name}.htpasswd"}
+    if auth is None or not chk.keys(f"{where}: auth", auth, AUTH_KEYS):
+        return
+    users = auth.get("users")
+    ok_users = []
+    if not isinstance(users, list) or not users:
+        chk.fail(where, "auth.users: basic auth needs at least one user (name and password or password_hash)")
+        users = []
+    for i, u in enumerate(users):
+        if not chk.keys(f"{where}: auth.users[{i}]", u, USER_KEYS):
+            continue
+        if not isinstance(u.get("name"), str) or not USER_NAME.match(u["name"]):
+            chk.fail(where, f"auth.users[{i}].name: {u.get('name')!r} must be a name without ':' or spaces")
+            continue
+        if bool(u.get("password")) == bool(u.get("password_hash")):
+            chk.fail(where, f"auth.users[{i}] ({u['name']}): give exactly one of password and password_hash")
+            continue
+        if u.get("password_hash") and not re.match(r"^(\$[0-9a-z]+\$|\{[A-Z0-9-]+\})\S+$", str(u["password_hash"])):
+            chk.fail(where, f"auth.users[{i}] ({u['name']}).password_hash: not a crypt(3) hash such as $6$...")
+            continue
+        ok_users.append({k: u[k] for k in ("name", "password", "password_hash") if u.get(k)})
+    realm = auth.get("realm", "Restricted")
+    if not isinstance(realm, str) or '"' in realm or not realm:
+        chk.fail(where, f"auth.realm: {realm!r} must be text without double quotes")
+    plain = auth.get("allow_plain_http", False)
+    if not site["tls"]["enabled"] and plain is not True:
+        chk.fail(where, "auth: basic auth over plain HTTP sends passwords in clear text; use TLS "
+                        "(or set auth.allow_plain_http: true)")
+    site["auth"] = {"realm": realm, "users": ok_users, "file": f"{st.tree}/auth/{site['name']}.htpasswd"}
 
+
+def _extra_directives(chk, where, raw, site, st):
     directives = raw.get("extra_directives", [])
     if isinstance(directives, str):
         directives = [directives]
@@ -684,7 +728,9 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         directives = []
     site["extra_directives"] = [d.strip() if d.strip().endswith(("}", ";")) else d.strip() + ";" for d in directives if d.strip()]
 
-    # the probe after a reload
+
+def _probe(chk, where, raw, site, st):
+    """The probe after a reload."""
     probe = raw.get("probe", {})
     if probe is False:
         site["probe"] = None
@@ -692,7 +738,7 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         probe = probe or {}
         if site["auth"]:
             default_status, default_path = [401], "/"
-        elif kind == "proxy":
+        elif site["type"] == "proxy":
             default_status, default_path = site["health"]["status"], site["health"]["path"]
         elif any(f["path"] in site.get("index", []) for f in site.get("content", [])):
             default_status, default_path = [200], "/"
@@ -706,7 +752,10 @@ def _present(chk, where, raw, site, s, zones, host_addrs, default_listen, tree, 
         site["probe"] = {"path": ppath, "status": status}
     else:
         site["probe"] = None
-    return site
+
+
+_SECTIONS = (_server_names, _site_type, _listen, _tls, _hsts, _headers, _static, _proxy, _rate_limit, _gzip, _auth,
+             _extra_directives, _probe)
 
 
 def _conflicts(chk, present):
