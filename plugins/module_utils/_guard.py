@@ -617,95 +617,131 @@ def decide(store, policy, operation, resources=None, reviews=None, approval=None
     ``approval``: ``{token}`` (signed token), ``{ref, answer, approver}`` (typed at a prompt in
     this run) or ``{ref, awx_workflow_job_id}`` (AWX workflow approval node). ``context``:
     job, user, check mode, AWX variables. ``key_loader()`` returns the approval key.
+
+    Steps: normalise and evaluate (:class:`_Decision`), verify a signed token outside the
+    transaction, then in one transaction: the verdict, the VALIDATE record and the APPROVAL
+    record of an approval used or refused.
     """
-    context = dict(context or {})
-    what, where, changes, extra, meta = normalise_operation(operation)
-    reviews = normalise_reviews(reviews)
-    ev = evaluate(policy, changes, resources, reviews, extra)
-    view = change_view(what, where, changes, meta.get("findings"))
-    digest = view_digest(view)
-    reasons, decision = [], None
-    requirement = policy.requirement(ev["risk"])
-    exhausted = [f for f in ev["findings"] if f["rule"] == "resource_exhausted"]
+    d = _Decision(policy, operation, resources, reviews, context, check_mode)
     approval = {k: v for k, v in (approval or {}).items() if v is not None and (k == "answer" or v != "")}
     now = int(time.time() if now is None else now)
-    token_payload, token_problem = None, None
-    if approval.get("token") and requirement == "human":
-        try:
-            ssh = policy.approver_keys
-            token_payload = _approval.verify(approval["token"], None if ssh is not None else key_loader(), now=now,
-                                             approvers=ssh)
-        except _approval.TokenRefused as exc:
-            token_problem, token_payload = exc.reason, exc.payload
-        except _approval.ApprovalError as exc:
-            token_problem = str(exc)
-
+    token = d.verify_token(approval, key_loader, now)
     with store.transaction() as tx:
-        state = halt_state(store, tx)
-        if state["halted"]:
-            decision = "deny"
-            reasons.append(f"locus.infra is halted by {state['tag']}: {state['reason']}")
+        d.state = halt_state(store, tx)
+        d.judge(tx, approval, token, now)
+        d.record(tx)
+    return d.result(store, context_chars)
+
+
+class _Decision:
+    """One guard decision while :func:`decide` takes it through its steps."""
+
+    def __init__(self, policy, operation, resources, reviews, context, check_mode):
+        self.policy = policy
+        self.check_mode = check_mode
+        self.context = dict(context or {})
+        self.what, self.where, self.changes, extra, self.meta = normalise_operation(operation)
+        self.reviews = normalise_reviews(reviews)
+        self.ev = evaluate(policy, self.changes, resources, self.reviews, extra)
+        self.view = change_view(self.what, self.where, self.changes, self.meta.get("findings"))
+        self.digest = view_digest(self.view)
+        self.requirement = policy.requirement(self.ev["risk"])
+        self.state = None
+        self.decision = None
+        self.reasons = []
+        self.accepted = self.refused = None
+        self.ref_tag = self.approval_tag = None
+
+    def verify_token(self, approval, key_loader, now):
+        """``(payload, problem)`` of a signed token, checked only when a human must approve."""
+        if not (approval.get("token") and self.requirement == "human"):
+            return None, None
+        try:
+            ssh = self.policy.approver_keys
+            return _approval.verify(approval["token"], None if ssh is not None else key_loader(), now=now,
+                                    approvers=ssh), None
+        except _approval.TokenRefused as exc:
+            return exc.payload, exc.reason
+        except _approval.ApprovalError as exc:
+            return None, str(exc)
+
+    def judge(self, tx, approval, token, now):
+        """The verdict: halt and exhausted resources deny first, then the policy's requirement."""
+        risk, reasons = self.ev["risk"], self.reasons
+        if self.state["halted"]:
+            self.decision = "deny"
+            reasons.append(f"locus.infra is halted by {self.state['tag']}: {self.state['reason']}")
+        exhausted = [f for f in self.ev["findings"] if f["rule"] == "resource_exhausted"]
         if exhausted:
-            decision = "deny"
+            self.decision = "deny"
             reasons.extend(f["message"] for f in exhausted)
-        if decision is None and requirement == "deny":
-            decision = "deny"
-            reasons.append(f"the policy denies risk {ev['risk']}")
-        accepted, refused = None, None
-        if decision is None and requirement == "human":
-            decision = "needs_approval"
-            reasons.append(f"risk {ev['risk']} needs a human approval (policy risk.approval.{ev['risk']})")
+        if self.decision is None and self.requirement == "deny":
+            self.decision = "deny"
+            reasons.append(f"the policy denies risk {risk}")
+        if self.decision is None and self.requirement == "human":
+            self.decision = "needs_approval"
+            reasons.append(f"risk {risk} needs a human approval (policy risk.approval.{risk})")
             if approval:
-                accepted, refused = _check_approval(tx, policy, approval, token_payload, token_problem, digest, state, context, now)
-                if accepted:
-                    decision = "allow"
-                    reasons.append(f"approved by {accepted['approver']} ({accepted['method']}, {accepted['ref']})")
-        if decision is None:
-            decision = "allow"
-            reasons.append(f"risk {ev['risk']} needs no approval")
+                self.accepted, self.refused = _check_approval(tx, self.policy, approval, *token, self.digest,
+                                                              self.state, self.context, now)
+                if self.accepted:
+                    self.decision = "allow"
+                    reasons.append(f"approved by {self.accepted['approver']} ({self.accepted['method']}, "
+                                   f"{self.accepted['ref']})")
+        if self.decision is None:
+            self.decision = "allow"
+            reasons.append(f"risk {risk} needs no approval")
+
+    def record(self, tx):
+        """The VALIDATE record, and the APPROVAL record of an approval used (consumed) or refused."""
+        ev, decision, accepted, refused = self.ev, self.decision, self.accepted, self.refused
         record = {
             RESERVED_KEY: "decision", "decision": decision, "risk": ev["risk"], "deterministic_risk": ev["deterministic_risk"],
-            "agent_risk": ev["agent_risk"], "digest": digest, "epoch": state["epoch"], "what": what, "where": where,
-            "reasons": reasons, "changes": len(changes), "findings_count": len(ev["findings"]),
+            "agent_risk": ev["agent_risk"], "digest": self.digest, "epoch": self.state["epoch"], "what": self.what,
+            "where": self.where, "reasons": self.reasons, "changes": len(self.changes),
+            "findings_count": len(ev["findings"]),
             "findings": [_brief(f) for f in ev["findings"][:MAX_RECORDED_FINDINGS]],
-            "reviews": [{k: r.get(k) for k in ("role", "status", "risk", "recommendation", "ref_tag")} for r in reviews],
-            "policy": policy.summary(), "check_mode": bool(check_mode), **context,
+            "reviews": [{k: r.get(k) for k in ("role", "status", "risk", "recommendation", "ref_tag")} for r in self.reviews],
+            "policy": self.policy.summary(), "check_mode": bool(self.check_mode), **self.context,
         }
-        if meta.get("playbook"):
-            record["playbook"] = meta["playbook"]
+        if self.meta.get("playbook"):
+            record["playbook"] = self.meta["playbook"]
         if accepted:
             record["approval"] = {k: accepted[k] for k in ("method", "ref", "approver")}
         # The change view is masked already and must stay byte for byte what the digest covers.
-        record = dict(_redact.redact(record), change=view)
-        ref_tag = tx.record("VALIDATE", f"guard: {decision} (risk {ev['risk']}) {what} @ {where}", record)
-        approval_tag = None
-        if accepted and not check_mode:
-            approval_tag = tx.record("APPROVAL", f"approval of {accepted['ref']} used by {ref_tag}", _redact.redact({
-                **context, **accepted, "event": "accepted", "decision": ref_tag, "digest": digest}))
+        record = dict(_redact.redact(record), change=self.view)
+        self.ref_tag = ref_tag = tx.record("VALIDATE", f"guard: {decision} (risk {ev['risk']}) {self.what} @ {self.where}",
+                                           record)
+        if accepted and not self.check_mode:
+            self.approval_tag = tx.record("APPROVAL", f"approval of {accepted['ref']} used by {ref_tag}", _redact.redact({
+                **self.context, **accepted, "event": "accepted", "decision": ref_tag, "digest": self.digest}))
             tx.execute(
                 "INSERT INTO locus_guard_approval_used (ref, used_at, approval_tag, method) VALUES (?, ?, ?, ?)",
-                (accepted["ref"], _ts(), approval_tag, accepted["method"]),
+                (accepted["ref"], _ts(), self.approval_tag, accepted["method"]),
             )
-        elif refused and not check_mode:
-            approval_tag = tx.record("APPROVAL", f"approval for {ref_tag} refused", _redact.redact({
-                **context, **refused, "event": "refused", "decision": ref_tag, "digest": digest}))
+        elif refused and not self.check_mode:
+            self.approval_tag = tx.record("APPROVAL", f"approval for {ref_tag} refused", _redact.redact({
+                **self.context, **refused, "event": "refused", "decision": ref_tag, "digest": self.digest}))
 
-    result = {
-        "decision": decision, "risk": ev["risk"], "deterministic_risk": ev["deterministic_risk"], "agent_risk": ev["agent_risk"],
-        "findings": ev["findings"], "reasons": reasons, "ref_tag": ref_tag, "digest": digest, "changes": len(changes),
-        "halted": state["halted"], "reviews": reviews, "policy": policy.summary(), "requirement": requirement,
-        "review_lane": policy.data["lanes"]["review"], "review_budget": dict(policy.data["budgets"]),
-        "review_context": _guard_rules.summarise(changes, context_chars),
-    }
-    if state["halted"]:
-        result["halt"] = state
-    if decision == "needs_approval":
-        result["approve_command"] = approve_command(store, ref_tag, policy)
-    if accepted:
-        result["approval"] = dict(accepted, approval_tag=approval_tag, consumed=not check_mode)
-    if refused:
-        result["approval_refused"] = dict(refused, approval_tag=approval_tag)
-    return result
+    def result(self, store, context_chars):
+        ev, policy, state = self.ev, self.policy, self.state
+        result = {
+            "decision": self.decision, "risk": ev["risk"], "deterministic_risk": ev["deterministic_risk"],
+            "agent_risk": ev["agent_risk"], "findings": ev["findings"], "reasons": self.reasons, "ref_tag": self.ref_tag,
+            "digest": self.digest, "changes": len(self.changes), "halted": state["halted"], "reviews": self.reviews,
+            "policy": policy.summary(), "requirement": self.requirement,
+            "review_lane": policy.data["lanes"]["review"], "review_budget": dict(policy.data["budgets"]),
+            "review_context": _guard_rules.summarise(self.changes, context_chars),
+        }
+        if state["halted"]:
+            result["halt"] = state
+        if self.decision == "needs_approval":
+            result["approve_command"] = approve_command(store, self.ref_tag, policy)
+        if self.accepted:
+            result["approval"] = dict(self.accepted, approval_tag=self.approval_tag, consumed=not self.check_mode)
+        if self.refused:
+            result["approval_refused"] = dict(self.refused, approval_tag=self.approval_tag)
+        return result
 
 
 def approve_command(store, ref_tag, policy):
