@@ -150,14 +150,72 @@ def plan(settings, host, groups, addresses=None):
     """
     problems = []
     s = _effective(settings, host, problems)
-    addresses = addresses or {}
     servers = list(groups.get("k3s_servers") or [])
     agents = list(groups.get("k3s_agents") or [])
-
     version = s.get("version")
     if not isinstance(version, str) or not VERSION.match(version):
         problems.append(f"{host}: k3s_version: {version!r} is not a k3s release (e.g. v1.31.4+k3s1)")
+    role = _node_role(s, host, servers, agents, problems)
+    first = _first_server(s, host, servers, problems)
+    machine = s.get("arch") or s.get("machine") or "x86_64"
+    arch = ARCHES.get(str(machine))
+    if not arch:
+        problems.append(f"{host}: k3s_arch: {machine!r} is not a k3s architecture ({', '.join(sorted(set(ARCHES.values())))})")
+        arch = "amd64"
+    port, endpoint = _api(s, host, (addresses or {}).get(first) or first, problems)
+    node_name = s.get("node_name") or host
+    if not isinstance(node_name, str) or not NODE_NAME.match(node_name):
+        problems.append(f"{host}: k3s_node_name: {node_name!r} is not a valid Kubernetes node name "
+                        "(lower-case letters, digits, '-' and '.')")
+    for key in ("token_file", "config_dir", "data_dir", "install_dir"):
+        value = s.get(key)
+        if not isinstance(value, str) or not value.startswith("/"):
+            problems.append(f"{host}: k3s_{key}: {value!r} must be an absolute path")
+    user, dropins = _configs(s, host, role, problems)
+    _check_install(s, host, problems)
+    if problems:
+        raise ModelError(problems)
 
+    url_host = f"[{endpoint}]" if ":" in endpoint and not endpoint.startswith("[") else endpoint
+    join_url = f"https://{url_host}:{port}"
+    images = s.get("airgap_images_name") or f"k3s-airgap-images-{arch}.tar.zst"
+    return {
+        "role": role,
+        "unit": "k3s" if role == "server" else "k3s-agent",
+        "first": host == first,
+        "first_server": first,
+        "servers": servers,
+        "agents": agents,
+        "join_url": join_url,
+        "api_url": join_url,
+        "version": version,
+        "arch": arch,
+        "binary": "k3s" if arch == "amd64" else f"k3s-{arch}",
+        "checksums": f"sha256sum-{arch}.txt",
+        "airgap_images": images if s.get("airgap_images") else "",
+        "airgap_auto": bool(s.get("airgap_images")) and not s.get("airgap_images_name"),
+        "install_path": f"{s['install_dir']}/k3s-{version}",
+        "config": _node_config(s, role, host == first, node_name, port, endpoint, join_url, user),
+        "dropins": dropins,
+        "dropin_files": [f"{s['config_dir']}/config.yaml.d/{n}.yaml" for n in sorted(dropins)],
+        "node_name": node_name,
+        "api_port": port,
+        "token_file": s["token_file"],
+        "config_dir": s["config_dir"],
+        "data_dir": s["data_dir"],
+        "install_dir": s["install_dir"],
+        "artefact_dir": s.get("artefact_dir") or "",
+        "release_url": str(s.get("release_url") or "").rstrip("/"),
+        "keep_versions": s.get("keep_versions", 2),
+        "kubeconfig_dest": s.get("kubeconfig_dest") or "",
+        "kubeconfig_context": s.get("kubeconfig_context") or "k3s",
+        "wait_timeout": s.get("wait_timeout", 300),
+        "journal_lines": s.get("journal_lines", 25),
+    }
+
+
+def _node_role(s, host, servers, agents, problems):
+    """server or agent, from k3s_role or the host's group; a server by role joins ``servers``."""
     role = s.get("role") or ""
     if role not in ("", "server", "agent"):
         problems.append(f"{host}: k3s_role: {role!r} must be server or agent")
@@ -172,7 +230,11 @@ def plan(settings, host, groups, addresses=None):
         problems.append(f"{host}: k3s_role {role} contradicts its group ({'k3s_agents' if in_agents else 'k3s_servers'})")
     if role == "server" and host not in servers:
         servers.append(host)
+    return role
 
+
+def _first_server(s, host, servers, problems):
+    """The server that initialises the cluster (an odd number of servers keeps etcd's quorum useful)."""
     if not servers:
         problems.append(f"{host}: no K3s server: the group k3s_servers is empty")
     elif len(servers) % 2 == 0 and not s.get("allow_even_servers"):
@@ -181,33 +243,24 @@ def plan(settings, host, groups, addresses=None):
     first = s.get("first_server") or (servers[0] if servers else "")
     if servers and first not in servers:
         problems.append(f"{host}: k3s_first_server: {first!r} is not in k3s_servers")
+    return first
 
-    machine = s.get("arch") or s.get("machine") or "x86_64"
-    arch = ARCHES.get(str(machine))
-    if not arch:
-        problems.append(f"{host}: k3s_arch: {machine!r} is not a k3s architecture ({', '.join(sorted(set(ARCHES.values())))})")
-        arch = "amd64"
 
+def _api(s, host, first_address, problems):
+    """``(port, endpoint)`` of the API servers join and clients use."""
     port = s.get("api_port", 6443)
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         problems.append(f"{host}: k3s_api_port: {port!r} is not a TCP port")
         port = 6443
-    endpoint = s.get("api_endpoint") or addresses.get(first) or first
+    endpoint = s.get("api_endpoint") or first_address
     if not isinstance(endpoint, str) or not HOSTNAME.match(endpoint):
         problems.append(f"{host}: k3s_api_endpoint: {endpoint!r} is not a host name or address")
         endpoint = str(endpoint)
-    url_host = f"[{endpoint}]" if ":" in endpoint and not endpoint.startswith("[") else endpoint
+    return port, endpoint
 
-    node_name = s.get("node_name") or host
-    if not isinstance(node_name, str) or not NODE_NAME.match(node_name):
-        problems.append(f"{host}: k3s_node_name: {node_name!r} is not a valid Kubernetes node name "
-                        "(lower-case letters, digits, '-' and '.')")
 
-    for key in ("token_file", "config_dir", "data_dir", "install_dir"):
-        value = s.get(key)
-        if not isinstance(value, str) or not value.startswith("/"):
-            problems.append(f"{host}: k3s_{key}: {value!r} must be an absolute path")
-
+def _configs(s, host, role, problems):
+    """The user's flags (k3s_config and k3s_server_config/k3s_agent_config) and the drop-in files."""
     allowed = SERVER_KEYS if role != "agent" else AGENT_KEYS
     user = _check_config(f"{host}: k3s_config", s.get("config") or {}, allowed, problems)
     own = "server_config" if role != "agent" else "agent_config"
@@ -223,14 +276,17 @@ def plan(settings, host, groups, addresses=None):
             continue
         dropins[str(name)] = _check_config(f"{host}: k3s_config_dropins.{name}", content, allowed, problems,
                                            dropin=True)
+    return user, dropins
 
+
+def _check_install(s, host, problems):
+    """Where the release comes from, how many versions stay, the kubeconfig copy, the waits."""
     artefact_dir = s.get("artefact_dir") or ""
     if artefact_dir and not str(artefact_dir).startswith("/"):
         problems.append(f"{host}: k3s_artefact_dir: {artefact_dir!r} must be an absolute path on the controller")
     release_url = s.get("release_url") or ""
     if not artefact_dir and not str(release_url).startswith(("https://", "http://")):
         problems.append(f"{host}: k3s_release_url: {release_url!r} must be an http(s) URL (or set k3s_artefact_dir)")
-
     keep = s.get("keep_versions", 2)
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
         problems.append(f"{host}: k3s_keep_versions: {keep!r} must be 1 or more")
@@ -242,16 +298,14 @@ def plan(settings, host, groups, addresses=None):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             problems.append(f"{host}: k3s_{key}: {value!r} must be a positive number")
 
-    if problems:
-        raise ModelError(problems)
 
-    first_host = host == first
+def _node_config(s, role, first_host, node_name, port, endpoint, join_url, user):
+    """The content of config.yaml: the role's own keys, then the user's flags."""
     config = {"node-name": node_name, "token-file": s["token_file"]}
     if s["data_dir"] != "/var/lib/rancher/k3s":
         config["data-dir"] = s["data_dir"]
     if s.get("node_ip"):
         config["node-ip"] = s["node_ip"]
-    join_url = f"https://{url_host}:{port}"
     if role == "server":
         if port != 6443:
             config["https-listen-port"] = port
@@ -269,41 +323,7 @@ def plan(settings, host, groups, addresses=None):
     else:
         config["server"] = join_url
     config.update(user)
-    binary = "k3s" if arch == "amd64" else f"k3s-{arch}"
-    images = s.get("airgap_images_name") or f"k3s-airgap-images-{arch}.tar.zst"
-    return {
-        "role": role,
-        "unit": "k3s" if role == "server" else "k3s-agent",
-        "first": first_host,
-        "first_server": first,
-        "servers": servers,
-        "agents": agents,
-        "join_url": join_url,
-        "api_url": join_url,
-        "version": version,
-        "arch": arch,
-        "binary": binary,
-        "checksums": f"sha256sum-{arch}.txt",
-        "airgap_images": images if s.get("airgap_images") else "",
-        "airgap_auto": bool(s.get("airgap_images")) and not s.get("airgap_images_name"),
-        "install_path": f"{s['install_dir']}/k3s-{version}",
-        "config": config,
-        "dropins": dropins,
-        "dropin_files": [f"{s['config_dir']}/config.yaml.d/{n}.yaml" for n in sorted(dropins)],
-        "node_name": node_name,
-        "api_port": port,
-        "token_file": s["token_file"],
-        "config_dir": s["config_dir"],
-        "data_dir": s["data_dir"],
-        "install_dir": s["install_dir"],
-        "artefact_dir": artefact_dir,
-        "release_url": str(release_url).rstrip("/"),
-        "keep_versions": keep,
-        "kubeconfig_dest": s.get("kubeconfig_dest") or "",
-        "kubeconfig_context": s.get("kubeconfig_context") or "k3s",
-        "wait_timeout": s.get("wait_timeout", 300),
-        "journal_lines": s.get("journal_lines", 25),
-    }
+    return config
 
 
 def sha256_of(listing, name, source="the sha256 list"):

@@ -58,18 +58,7 @@ def normalise(conf):
 
 
 def run(client, p, check_mode=False):
-    sid = p["storage"]
-    if not STORAGE_ID_RE.match(sid):
-        raise StorageSpecError(f"storage: {sid!r} is not a storage ID (a letter, then letters, digits, '-', '_', '.')")
-    key = p.get("encryption_key")
-    if key and key != "autogen":
-        try:
-            parsed = json.loads(key)
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict) or "data" not in parsed:
-            raise StorageSpecError("encryption_key: not a PBS key file (JSON with 'data'; "
-                                   "'proxmox-backup-client key create --kdf none') or 'autogen'")
+    sid, key = _check(p)
     want = {k: p.get(k) for k in ("server", "datastore", "username", "port", "namespace")}
     want["fingerprint"] = normalise_fingerprint(p["fingerprint"]) if p.get("fingerprint") else None
     want["nodes"] = _nodes(p.get("nodes"))
@@ -91,34 +80,8 @@ def run(client, p, check_mode=False):
                 client.request("DELETE", f"storage/{sid}")
         result["changed"] = bool(result["actions"])
         return result
-    cur = normalise(current) if current is not None else {}
-    send, delete = {}, []
-    for name, value in want.items():
-        if value is None:
-            continue
-        if current is not None and cur.get(name) == value:
-            continue
-        if current is None and name == "port" and value == 8007:
-            continue
-        if current is None and name == "enabled" and value:
-            continue
-        result["changes"][name] = {"before": cur.get(name), "after": value}
-        if name == "enabled":
-            if value:
-                delete.append("disable")
-            else:
-                send["disable"] = 1
-        elif name == "nodes":
-            send["nodes"] = ",".join(value)
-        else:
-            send[name] = value
-    secrets = {}
-    if p.get("password") is not None and (current is None or p["password_update"] == "always"):  # noqa: S105
-        secrets["password"] = p["password"]
-        result["changes"]["password"] = {"before": MASK if current is not None else None, "after": MASK}
-    if key and (current is None or p["encryption_key_update"] == "always"):
-        secrets["encryption-key"] = key
-        result["changes"]["encryption_key"] = {"before": MASK if current is not None else None, "after": MASK}
+    send, delete = _differences(want, current, result["changes"])
+    secrets = _secrets(p, key, current, result["changes"])
     if current is None:
         missing = [n for n in ("server", "datastore", "username", "fingerprint") if not want.get(n)]
         if p.get("password") is None:
@@ -139,6 +102,61 @@ def run(client, p, check_mode=False):
     result["diff"] = {"before": {k: v["before"] for k, v in result["changes"].items()},
                       "after": {k: v["after"] for k, v in result["changes"].items()}}
     return result
+
+
+def _check(p):
+    """``(storage id, encryption key)`` once both are known to be well-formed."""
+    sid = p["storage"]
+    if not STORAGE_ID_RE.match(sid):
+        raise StorageSpecError(f"storage: {sid!r} is not a storage ID (a letter, then letters, digits, '-', '_', '.')")
+    key = p.get("encryption_key")
+    if key and key != "autogen":
+        try:
+            parsed = json.loads(key)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or "data" not in parsed:
+            raise StorageSpecError("encryption_key: not a PBS key file (JSON with 'data'; "
+                                   "'proxmox-backup-client key create --kdf none') or 'autogen'")
+    return sid, key
+
+
+def _differences(want, current, changes):
+    """``(parameters to send, parameters to delete)`` so the storage becomes ``want``; records ``changes``."""
+    cur = normalise(current) if current is not None else {}
+    send, delete = {}, []
+    for name, value in want.items():
+        if value is None:
+            continue
+        if current is not None and cur.get(name) == value:
+            continue
+        if current is None and name == "port" and value == 8007:
+            continue
+        if current is None and name == "enabled" and value:
+            continue
+        changes[name] = {"before": cur.get(name), "after": value}
+        if name == "enabled":
+            if value:
+                delete.append("disable")
+            else:
+                send["disable"] = 1
+        elif name == "nodes":
+            send["nodes"] = ",".join(value)
+        else:
+            send[name] = value
+    return send, delete
+
+
+def _secrets(p, key, current, changes):
+    """Password and encryption key: sent on create, or on every run with ``*_update: always``."""
+    secrets = {}
+    if p.get("password") is not None and (current is None or p["password_update"] == "always"):  # noqa: S105
+        secrets["password"] = p["password"]
+        changes["password"] = {"before": MASK if current is not None else None, "after": MASK}
+    if key and (current is None or p["encryption_key_update"] == "always"):
+        secrets["encryption-key"] = key
+        changes["encryption_key"] = {"before": MASK if current is not None else None, "after": MASK}
+    return secrets
 
 
 def run_module(client, params, check_mode=False):
