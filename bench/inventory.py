@@ -26,8 +26,15 @@ contexts pre-rendered)::
     peak memory: locus 100 MiB nb_inventory 199 MiB (schema cached 189 MiB)
     inventory: 2000 VMs locus 3.49 s nb_inventory 15.07 s ratio 4.3x
 
-Usage: .venv/bin/python bench/inventory.py [--vms 2000] [--repeat 3] [--url URL --token TOKEN]
-Caches are off for both plugins. Never a timed assertion: it reports, it does not judge.
+Then the warm cases of a long-lived controller: locus.infra.netbox brought up to date from its
+snapshot and NetBox's change log (refresh: incremental) with nothing changed and after --changed
+VMs were changed through the API before each run, against nb_inventory (cache off: it reads
+everything each time, so its cold time is its warm time) and, for reference only, nb_inventory with
+cache: true (which serves data up to cache_timeout old). The warm locus result is checked against a
+full build (every host's vars and groups).
+
+Usage: .venv/bin/python bench/inventory.py [--vms 2000] [--repeat 3] [--changed 20] [--url URL --token TOKEN]
+Caches are off for both plugins in the cold case. Never a timed assertion: it reports, it does not judge.
 """
 
 from __future__ import annotations
@@ -105,6 +112,12 @@ inventory = InventoryManager(loader=DataLoader(), sources=[sys.argv[1]])
 hosts = inventory.get_hosts()
 ready = time.monotonic()
 result = {"hosts": sorted(h.name for h in hosts), "vars": sum(len(h.vars) for h in hosts), "ready": ready}
+if sys.argv[2:] == ["digest"]:  # verification runs only (never timed): every host's vars and groups
+    import hashlib
+    own = ("inventory_file", "inventory_dir")  # the config file's path differs between the compared runs
+    blob = json.dumps({h.name: [{k: v for k, v in h.vars.items() if k not in own}, sorted(g.name for g in h.groups)]
+                       for h in hosts}, sort_keys=True, default=str)
+    result["digest"] = hashlib.sha256(blob.encode()).hexdigest()
 # Peak RSS of this program alone: getrusage's ru_maxrss also counts the image before exec, the
 # forked copy of the (bigger) bench process, so it would report the bench, not the plugin.
 with open("/proc/self/status") as status:
@@ -120,14 +133,14 @@ def busy_cpu_seconds() -> float:
     return sum(int(v) for v in fields[0:3] + fields[4:7]) / os.sysconf("SC_CLK_TCK")
 
 
-def build_inventory(config_path: Path, env: dict) -> tuple[float, float, int, float, float, dict]:
+def build_inventory(config_path: Path, env: dict, *extra: str) -> tuple[float, float, int, float, float, dict]:
     """Wall seconds until the process exited and until the inventory was ready, peak RSS (KiB), CPU
     seconds of the process, CPU seconds of the rest of the machine meanwhile (NetBox's workers and
     PostgreSQL when nothing else runs) and the result of one inventory build in a fresh process."""
     t0 = time.monotonic()
     busy0 = busy_cpu_seconds()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-c", BUILD, str(config_path)], stdout=out, stderr=err, env=env,
+        proc = subprocess.Popen([sys.executable, "-c", BUILD, str(config_path), *extra], stdout=out, stderr=err, env=env,
                                 cwd=REPO)
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - t0
@@ -137,7 +150,9 @@ def build_inventory(config_path: Path, env: dict) -> tuple[float, float, int, fl
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"bench: {config_path.name} failed:\n{err.read().decode(errors='replace')[-3000:]}")
         cpu = usage.ru_utime + usage.ru_stime
-        data = json.loads(out.read().decode().strip().splitlines()[-1])
+        lines = out.read().decode().strip().splitlines()
+        data = json.loads(lines[-1])
+        data["log"] = "\n".join(lines[:-1])  # -v lines, when ANSIBLE_VERBOSITY asks for them
         return wall, data["ready"] - t0, data["peak_kib"], cpu, max(0.0, busy - cpu), data
 
 
@@ -155,10 +170,70 @@ def render_config_contexts(env: dict) -> float:
     return time.monotonic() - t0
 
 
+def change_vms(api, names: list[str], value: int) -> None:
+    """One bulk PATCH through NetBox's API (logged in its change log, like any edit): new memory sizes."""
+    vms = list(api.virtualization.virtual_machines.filter(name=names))
+    if len(vms) != len(names):
+        raise SystemExit(f"bench: found {len(vms)} of {len(names)} VMs to change")
+    api.virtualization.virtual_machines.update([{"id": vm.id, "memory": value + i} for i, vm in enumerate(vms)])
+
+
+def warm_cases(args, env: dict, tmp: Path, peer: Path, peer_tmp: Path, cold_hosts: set) -> dict:
+    """The inventory built again on a long-lived controller: locus from its snapshot (nothing changed, and
+    after ``args.changed`` VMs changed through the API), nb_inventory with ``cache: true``. Medians of
+    ``args.repeat`` runs after one uncounted priming run; the locus result is checked against a full build."""
+    state = tmp / "locus-state"
+    ours = tmp / "warm.netbox.yml"
+    ours.write_text(yaml.safe_dump({"plugin": "locus.infra.netbox", "url": args.url, "state_dir": str(state)}))
+    cached_peer = tmp / "cached-peer.netbox.yml"
+    cached_peer.write_text(yaml.safe_dump({**yaml.safe_load(peer.read_text()), "cache": True,
+                                           "cache_plugin": "ansible.builtin.jsonfile",
+                                           "cache_connection": str(tmp / "nb-cache"), "cache_timeout": 86400}))
+    locus_env = {**env, "ANSIBLE_VERBOSITY": "1"}
+    peer_env = {k: v for k, v in env.items() if k != "ANSIBLE_INVENTORY_CACHE"}
+    peer_env["ANSIBLE_LOCAL_TEMP"] = str(peer_tmp)
+    api = pynetbox.api(args.url, token=args.token)
+    names = [f"bench-vm-{i:05d}" for i in range(0, args.vms, max(1, args.vms // max(1, args.changed)))][:args.changed]
+    runs = {"locus 0 changed": [], f"locus {args.changed} changed": [], "nb_inventory cached": []}
+    cpu = {name: [] for name in runs}
+    build_inventory(ours, locus_env)  # priming: a full build writes the snapshot
+    build_inventory(cached_peer, peer_env)  # priming: fills nb_inventory's cache
+    for r in range(args.repeat + 1):
+        for changed in (0, args.changed):
+            if changed:
+                change_vms(api, names, 4096 + 100 * r)
+            wall, _ready, _rss, _cpu, other, data = build_inventory(ours, locus_env)
+            mode = "incremental" if "refresh: incremental" in data["log"] else "FULL"
+            print(f"bench: warm {'warm-up' if r == 0 else f'run {r}/{args.repeat}'} locus {changed} changed: "
+                  f"{wall:.2f} s, {other:.2f} s CPU of NetBox, {mode}, {len(data['hosts'])} hosts")
+            if mode != "incremental" or set(data["hosts"]) != cold_hosts:
+                raise SystemExit(f"bench: the warm locus build was not incremental or saw other hosts:\n{data['log']}")
+            if r:
+                runs[f"locus {changed} changed"].append(wall)
+                cpu[f"locus {changed} changed"].append(other)
+        wall, _ready, _rss, _cpu, other, data = build_inventory(cached_peer, peer_env)
+        print(f"bench: warm {'warm-up' if r == 0 else f'run {r}/{args.repeat}'} nb_inventory cache: true: {wall:.2f} s")
+        if r:
+            runs["nb_inventory cached"].append(wall)
+            cpu["nb_inventory cached"].append(other)
+    # the incremental result equals a full build of the same NetBox state (vars and groups of every host)
+    inc = build_inventory(ours, locus_env, "digest")[5]
+    full = tmp / "full.netbox.yml"
+    full.write_text(yaml.safe_dump({"plugin": "locus.infra.netbox", "url": args.url, "refresh": "full",
+                                    "state_dir": str(tmp / "full-state")}))
+    if inc["digest"] != build_inventory(full, env, "digest")[5]["digest"]:
+        raise SystemExit("bench: the incremental inventory differs from a full build")
+    print("bench: warm locus inventory equals a full build (vars and groups of every host)")
+    result = {name: statistics.median(v) for name, v in runs.items()}
+    result.update({f"{name} cpu": statistics.median(v) for name, v in cpu.items()})
+    return result
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vms", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--changed", type=int, default=20, help="VMs changed before each warm run of the second case")
     p.add_argument("--url", default=os.environ.get("NETBOX_API"))
     p.add_argument("--token", default=os.environ.get("NETBOX_TOKEN"))
     p.add_argument("--netbox-workers", type=int, default=4, help="gunicorn (sync) workers of the NetBox started here")
@@ -250,6 +325,7 @@ def main(argv=None) -> int:
                 bench_hosts = {h for h in hosts["locus"] if h.startswith("bench-vm-")}
                 if len(bench_hosts) < args.vms:
                     raise SystemExit(f"bench: only {len(bench_hosts)} of {args.vms} bench VMs in the inventory")
+            warm = warm_cases(args, env, Path(tmp), peer, warm_tmp, hosts["locus"])
         med = {name: statistics.median(v) for name, v in times.items()}
         ready = {name: statistics.median(v) for name, v in readies.items()}
         cpu = {name: statistics.median(v) for name, v in cpus.items()}
@@ -266,6 +342,15 @@ def main(argv=None) -> int:
         print(f"peak memory: locus {rss['locus'] / 1024:.0f} MiB nb_inventory {rss['nb_inventory'] / 1024:.0f} MiB "
               f"(schema cached {rss['nb_inventory (schema cached)'] / 1024:.0f} MiB)")
         print(f"inventory: {args.vms} VMs locus {a:.2f} s nb_inventory {b:.2f} s ratio {b / a:.1f}x")
+        for changed in (0, args.changed):
+            w = warm[f"locus {changed} changed"]
+            print(f"inventory warm: {args.vms} VMs {changed} changed locus {w:.2f} s nb_inventory {c:.2f} s (cache off) "
+                  f"ratio {c / w:.1f}x (fresh container: {b:.2f} s, ratio {b / w:.1f}x)")
+        print(f"NetBox CPU warm (its workers, PostgreSQL): locus {warm['locus 0 changed cpu']:.2f} s unchanged, "
+              f"{warm[f'locus {args.changed} changed cpu']:.2f} s {args.changed} changed; nb_inventory (cache off) "
+              f"{srv['nb_inventory (schema cached)']:.2f} s, with cache: true {warm['nb_inventory cached cpu']:.2f} s")
+        print(f"nb_inventory with cache: true (serves what NetBox said up to cache_timeout ago, not a peer for "
+              f"freshness): {warm['nb_inventory cached']:.2f} s")
     finally:
         if started:
             netboxctl.down(state_dir=Path(started["state_dir"]))

@@ -28,6 +28,10 @@ description:
     naming the URL, endpoint and status, never an empty or partial inventory. Set C(unparsed_is_failed = True) in the C([inventory])
     section of ansible.cfg (or E(ANSIBLE_INVENTORY_UNPARSED_FAILED=True)) so that Ansible stops
     instead of only warning and going on with localhost.
+  - Incremental, a build keeps a snapshot of the objects it read (0600, in O(state_dir)/netbox, per URL, token
+    and options) and the next build reads only what NetBox's change log (C(core/object-changes)) says changed
+    since; anything not local to single hosts, and any doubt about the change log, makes it a full build. At
+    C(-v) it says which happened, why, and how many objects were fetched. See O(refresh) and docs/netbox.md.
   - Malformed objects (no primary IP, duplicate names, invalid config context keys) produce a warning
     naming the object and a documented, predictable result.
   - The configuration file name must end in C(netbox.yml) or C(netbox.yaml).
@@ -106,6 +110,31 @@ options:
         objects); a page that NetBox cuts short at a C(MAX_PAGE_SIZE) below this value is continued.
     type: int
     default: 1000
+  refresh:
+    description:
+      - V(incremental) brings the snapshot of the last build up to date from NetBox's change log, reading
+        only the virtual machines and devices that changed, and falls back to a full build (saying why at
+        C(-v)) when there is no usable snapshot or a change is not local to single hosts (config contexts,
+        tags, sites, roles, clusters, platforms, tenants, custom field definitions, ...), NetBox's version
+        changed, or the change log has a gap, was pruned or cannot be read by the token. The result is the
+        same as that of a full build.
+      - V(full) reads everything (and writes a new snapshot).
+      - The token needs view permission on C(core/object-changes), C(status) and C(extras/custom-fields)
+        for a snapshot to be kept; without it every build is a full build.
+    type: str
+    choices: [incremental, full]
+    default: incremental
+  state_dir:
+    description:
+      - The locus state directory; snapshots go to its subdirectory C(netbox) (created 0700, files 0600,
+        one per URL, token and the options that shape what is read; the token itself is never stored).
+    type: path
+    default: ~/.local/state/locus
+    env:
+      - name: LOCUS_STATE_DIR
+    ini:
+      - section: locus
+        key: state_dir
 """
 
 EXAMPLES = r"""
@@ -137,8 +166,22 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.vars.reserved import get_reserved_names
 
-from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxClient, NetBoxError
-from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import Builder, gc_for_inventory, read_objects
+from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxClient, NetBoxError, authorization_header
+from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import (
+    DEVICE_FIELDS,
+    VM_FIELDS,
+    Builder,
+    gc_for_inventory,
+    read_objects,
+)
+from ansible_collections.locus.infra.plugins.plugin_utils._netbox_refresh import (
+    FullBuild,
+    ServerClock,
+    SnapshotStore,
+    anchor,
+    anchor_probes,
+    incremental,
+)
 
 CACHE_FORMAT = 1
 
@@ -202,9 +245,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise AnsibleParserError("locus.infra.netbox: both devices and virtual_machines are false: "
                                          "nothing to read")
             try:
-                objects, notes = read_objects(client, devices=self.get_option("devices"),
-                                              virtual_machines=self.get_option("virtual_machines"), filters=filters)
-                self.display.v(f"locus.infra.netbox: {notes}")
+                objects = self._read(client, filters)
             finally:
                 for line in client.stats_lines():
                     self.display.v(f"locus.infra.netbox: {line}")
@@ -216,6 +257,49 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                           flatten_config_context=self.get_option("flatten_config_context"),
                           reserved_names=get_reserved_names())
         return builder.build(objects.get("devices"), objects.get("virtual_machines"))
+
+    def _read(self, client, filters):
+        """The raw objects: brought up to date from the snapshot when possible, else read in full."""
+        shape = {"virtual_machines": self.get_option("virtual_machines"), "devices": self.get_option("devices"),
+                 "filters": {k: sorted(map(str, v)) for k, v in filters.items()},
+                 "fields": {"virtual_machines": VM_FIELDS, "devices": DEVICE_FIELDS}}
+        store = SnapshotStore(self.get_option("state_dir"), client.url, authorization_header(client.token), shape)
+        if self.get_option("refresh") == "incremental":
+            snapshot, reason = store.load()
+            if snapshot is not None:
+                try:
+                    objects, meta, note = incremental(client, snapshot, filters)
+                except FullBuild as exc:
+                    reason = str(exc)
+                else:
+                    self.display.v(f"locus.infra.netbox: {note}")
+                    if any(snapshot.get(key) != value for key, value in meta.items()):  # else nothing new to keep
+                        self._save(store, {**meta, "objects": objects})
+                    return objects
+        else:
+            reason = "refresh: full requested"
+        clock = ServerClock(client.api.http_session)
+        try:
+            objects, notes, probed = read_objects(client, devices=self.get_option("devices"),
+                                                  virtual_machines=self.get_option("virtual_machines"),
+                                                  filters=filters, probes=anchor_probes(client))
+        finally:
+            clock.close()
+        self.display.v(f"locus.infra.netbox: {notes}")
+        self.display.v(f"locus.infra.netbox: refresh: full ({reason}), "
+                       f"{sum(len(v) for v in objects.values())} objects fetched")
+        try:
+            meta = anchor(probed, clock.date)
+        except FullBuild as exc:
+            self.display.v(f"locus.infra.netbox: {exc}")
+        else:
+            self._save(store, {**meta, "objects": objects})
+        return objects
+
+    def _save(self, store, snapshot):
+        error = store.save(snapshot)
+        if error:
+            self.display.v(f"locus.infra.netbox: {error}")
 
     def _populate(self, data):
         for warning in data["warnings"]:

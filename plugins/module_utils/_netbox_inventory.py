@@ -89,8 +89,8 @@ def query_params(filters, fields):
     return params
 
 
-def read_objects(client, devices=True, virtual_machines=True, filters=None):
-    """Read the inventory's objects from NetBox: ``({"devices": [...], "virtual_machines": [...]}, notes)``.
+def read_objects(client, devices=True, virtual_machines=True, filters=None, probes=None):
+    """Read the inventory's objects from NetBox: ``({"devices": [...], "virtual_machines": [...]}, notes, probed)``.
 
     One round of cheap probes, in parallel, decides how tags are read: the object counts of every
     endpoint, the number of tag assignments of devices and VMs and of all tag assignments in
@@ -101,7 +101,9 @@ def read_objects(client, devices=True, virtual_machines=True, filters=None):
     not much bigger than what is read; otherwise inline with the objects. Either way every object
     carries ``tags`` as the API returns them. Then all pages of all lists are fetched on one pool of
     ``client.max_workers``. ``notes`` says which way tags were read (for ``-v``). An error of an object
-    endpoint raises NetBoxError naming it; never a partial result.
+    endpoint raises NetBoxError naming it; never a partial result. ``probes`` (``{name: fn(client)}``) run
+    in the probe round and finish before the first object page is requested; ``probed`` maps each name to
+    its result or the NetBoxError it raised.
     """
     endpoints = {}  # the costliest list first: its pages are queued first
     if virtual_machines:
@@ -112,6 +114,7 @@ def read_objects(client, devices=True, virtual_machines=True, filters=None):
     tagged = (TAGGED_OBJECTS_ENDPOINT, {"object_type": [CONTENT_TYPES[name] for name in endpoints]})
     with ThreadPoolExecutor(max_workers=client.max_workers, thread_name_prefix="netbox") as pool:
         totals = pool.submit(_tag_totals, client)
+        extra = {name: pool.submit(_probe, fn, client) for name, fn in (probes or {}).items()}
         counts = client.counts({**lists, "tagged_objects": tagged, "all_tagged_objects": (TAGGED_OBJECTS_ENDPOINT, {})},
                                pool)
         for name in lists:
@@ -124,10 +127,18 @@ def read_objects(client, devices=True, virtual_machines=True, filters=None):
                      for name, (path, fields) in endpoints.items()}
             lists["tagged_objects"] = (tagged[0], dict(tagged[1], fields=",".join(TAGGED_OBJECT_FIELDS)))
             counts["tagged_objects"] = assignments
+        probed = {name: future.result() for name, future in extra.items()}
         objects = client.list_all(lists, counts=counts, pool=pool)
     if use_tagged:
         attach_tags(objects, objects.pop("tagged_objects"))
-    return objects, notes
+    return objects, notes, probed
+
+
+def _probe(fn, client):
+    try:
+        return fn(client)
+    except NetBoxError as exc:
+        return exc
 
 
 def _tag_totals(client):

@@ -96,7 +96,10 @@ class InventoryRun:
 
 @pytest.fixture(scope="session")
 def run_inventory(netbox, tmp_path_factory):
-    """run_inventory(config, *args, token=..., env=...) -> InventoryRun of ``ansible-inventory --list``."""
+    """run_inventory(config, *args, token=..., env=...) -> InventoryRun of ``ansible-inventory --list``.
+
+    Each run gets a state directory of its own (so no snapshot of another run is used) unless the
+    config names ``state_dir`` or ``env`` sets ``LOCUS_STATE_DIR``."""
     workdir = tmp_path_factory.mktemp("inventories")
     counter = iter(range(10_000))
 
@@ -104,6 +107,7 @@ def run_inventory(netbox, tmp_path_factory):
         path = workdir / f"{name or f'run{next(counter)}'}.netbox.yml"
         path.write_text(yaml.safe_dump({"plugin": "locus.infra.netbox", **(config or {})}))
         full_env = {**os.environ, "NETBOX_API": netbox.url, "NETBOX_TOKEN": token or netbox.token_v1,
+                    "LOCUS_STATE_DIR": tempfile.mkdtemp(dir=workdir, prefix="state-"),
                     "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                     "ANSIBLE_FORCE_COLOR": "0"}
         # ansible.cfg sets [inventory] unparsed_is_failed; tests see what a user of this checkout sees.

@@ -1,0 +1,460 @@
+"""Incremental refresh (refresh: incremental) against the real NetBox 4.7: always equal to a full build.
+
+The property test applies random sequences of changes through NetBox's API and after every step
+compares the inventory brought up to date from the snapshot with a full build of the same NetBox
+state, and checks that changes local to hosts were applied incrementally and the others made a
+full build. The other tests attack the snapshot and the change log: gaps, a pruned log, a token
+with narrower permissions, a corrupt or foreign snapshot file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import netboxctl  # tests/netbox, put on sys.path by conftest.py
+import pynetbox
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+REFRESH = re.compile(r"locus\.infra\.netbox: refresh: (incremental|full)(?: \((.*)\))?, .*?(\d+) objects fetched")
+PASSWORD = "A-long-test-password-4711"  # noqa: S105 - throw-away users of the test NetBox
+EXAMPLES = int(os.environ.get("LOCUS_REFRESH_EXAMPLES", "3"))
+
+
+def refresh_of(run):
+    """("incremental"|"full", reason or None, objects fetched) from a run's -v output."""
+    found = REFRESH.findall(run.stdout + run.stderr)
+    assert len(found) == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    mode, reason, fetched = found[0]
+    return mode, reason or None, int(fetched)
+
+
+class Pair:
+    """An inventory config run twice per step: incrementally from its own snapshot, and cold."""
+
+    def __init__(self, run_inventory, tmp_path, name, config=None, token=None):
+        self.run_inventory, self.config, self.token, self.name = run_inventory, dict(config or {}), token, name
+        self.state = tmp_path / f"state-{name}"
+
+    def incremental(self, *args):
+        return self.run_inventory({**self.config, "state_dir": str(self.state)}, "-v", *args, token=self.token,
+                                  name=f"{self.name}-inc")
+
+    def cold(self):
+        return self.run_inventory({**self.config, "refresh": "full"}, token=self.token, name=f"{self.name}-cold")
+
+    def both(self):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            inc, cold = pool.submit(self.incremental), pool.submit(self.cold)
+            inc, cold = inc.result(), cold.result()
+        assert inc.rc == 0, inc.stderr
+        assert cold.rc == 0, cold.stderr
+        return inc, cold
+
+
+class World:
+    """Objects of the property test in the session's NetBox; every one is removed afterwards."""
+
+    def __init__(self, api):
+        self.api = api
+        self.created = []  # deleted in reverse order
+        self.n = 0
+        ctype = api.virtualization.cluster_types.get(slug="proxmox")
+        node = api.dcim.devices.get(name="pve1")
+        self.device_type, self.device_role = node.device_type.id, node.role.id
+        self.vm_roles = [api.dcim.device_roles.get(slug=s).id for s in ("web", "router")]
+        self.sites = [self.make(api.dcim.sites, name=f"Prop {x}", slug=f"prop-{x}") for x in "ab"]
+        self.clusters = [self.make(api.virtualization.clusters, name=f"prop-c{i}", type=ctype.id,
+                                   scope_type="dcim.site", scope_id=site.id) for i, site in enumerate(self.sites)]
+        self.tags = [self.make(api.extras.tags, name=f"prop-t{i}", slug=f"prop-t{i}") for i in range(2)]
+        self.context = self.make(api.extras.config_contexts, name="prop-ctx", weight=1500,
+                                 sites=[self.sites[0].id], data={"prop_setting": 0})
+        self.field = self.make(api.extras.custom_fields, name="prop_note", type="text",
+                               object_types=["virtualization.virtualmachine"], description="v0")
+        self.devices = [self.new_device(0)]
+        self.vms = [self.new_vm(i % 2, device=self.devices[0] if i == 0 else None) for i in range(3)]
+
+    def make(self, endpoint, **fields):
+        obj = endpoint.create(**fields)
+        self.created.append(obj)
+        return obj
+
+    def name(self, what):
+        self.n += 1
+        return f"prop-{what}-{self.n}"
+
+    def new_device(self, s):
+        device = self.make(self.api.dcim.devices, name=self.name("dev"), device_type=self.device_type,
+                           role=self.device_role, site=self.sites[s].id, cluster=self.clusters[s].id,
+                           status="active")
+        iface = self.make(self.api.dcim.interfaces, device=device.id, name="eth0", type="1000base-t")
+        ip = self.make(self.api.ipam.ip_addresses, address=f"10.99.{self.n % 250}.1/24",
+                       assigned_object_type="dcim.interface", assigned_object_id=iface.id)
+        device.primary_ip4 = ip.id
+        device.save()
+        return device
+
+    def new_vm(self, c, device=None):
+        vm = self.make(self.api.virtualization.virtual_machines, name=self.name("vm"), site=self.sites[c].id,
+                       cluster=self.clusters[c].id, role=self.vm_roles[self.n % 2], status="active",
+                       device=device.id if device else None, vcpus=2, memory=2048,
+                       custom_fields={"locus_vmid": 9000 + self.n})
+        iface = self.make(self.api.virtualization.interfaces, virtual_machine=vm.id, name="net0")
+        vm.primary_ip4 = self.new_ip(iface).id
+        vm.save()
+        return vm
+
+    def new_ip(self, iface):
+        self.n += 1
+        return self.make(self.api.ipam.ip_addresses, address=f"10.98.{self.n // 250}.{self.n % 250 + 1}/24",
+                         assigned_object_type="virtualization.vminterface", assigned_object_id=iface.id)
+
+    def cleanup(self):
+        # VMs and devices first (whatever their names became), then the rest, newest first
+        hosts = [*self.api.virtualization.virtual_machines.filter(cluster_id=[c.id for c in self.clusters]),
+                 *self.api.dcim.devices.filter(site_id=[s.id for s in self.sites])]
+        errors = []
+        for obj in [*hosts, *reversed(self.created)]:
+            try:
+                obj.delete()
+            except pynetbox.RequestError as exc:
+                if exc.req.status_code != 404:  # gone with its parent (interfaces, addresses) is fine
+                    errors.append(f"{obj}: {exc}")
+        assert not errors, errors
+
+    # ------------------------------------------------------------------ the operations
+    # Each takes a number to pick its target and returns the build the next run must make.
+
+    def pick(self, objs, k):
+        live = [o for o in objs if o is not None]
+        return live[k % len(live)] if live else None
+
+    def create_vm(self, k):
+        self.vms.append(self.new_vm(k % 2))
+        return "incremental"
+
+    def rename_vm(self, k):
+        vm = self.pick(self.vms, k)
+        if vm is None:
+            return self.create_vm(k)
+        vm.name = self.name("vm")
+        vm.save()
+        return "incremental"
+
+    def delete_vm(self, k):
+        vm = self.pick(self.vms, k)
+        if vm is None:
+            return self.create_vm(k)
+        vm.delete()  # its interfaces and addresses go with it (and are logged)
+        self.vms[self.vms.index(vm)] = None
+        return "incremental"
+
+    def create_device(self, k):
+        self.devices.append(self.new_device(k % 2))
+        return "incremental"
+
+    def rename_device(self, k):
+        device = self.pick(self.devices, k)
+        if device is None:
+            return self.create_device(k)
+        device.name = self.name("dev")  # VMs pinned to it show its new name
+        device.save()
+        return "incremental"
+
+    def delete_device(self, k):
+        device = self.pick(self.devices, k)
+        if device is None:
+            return self.create_device(k)
+        for vm in self.api.virtualization.virtual_machines.filter(device_id=device.id):
+            vm.update({"device": None})  # NetBox refuses to delete a device with VMs pinned to it
+        device.delete()
+        self.devices[self.devices.index(device)] = None
+        return "incremental"
+
+    def change_primary_ip(self, k):
+        vm = self.pick(self.vms, k)
+        if vm is None:
+            return self.create_vm(k)
+        vm = self.api.virtualization.virtual_machines.get(vm.id)
+        iface = next(iter(self.api.virtualization.interfaces.filter(virtual_machine_id=vm.id)))
+        vm.primary_ip4 = self.new_ip(iface).id
+        vm.save()
+        return "incremental"
+
+    def edit_primary_ip(self, k):
+        vm = self.pick(self.vms, k)
+        vm = vm and self.api.virtualization.virtual_machines.get(vm.id)
+        if vm is None or vm.primary_ip4 is None:
+            return self.change_primary_ip(k)
+        ip = self.api.ipam.ip_addresses.get(vm.primary_ip4.id)
+        self.n += 1
+        ip.address = f"10.97.{self.n // 250}.{self.n % 250 + 1}/24"  # only the address object changes
+        ip.save()
+        return "incremental"
+
+    def delete_primary_ip(self, k):
+        vm = self.pick(self.vms, k)
+        vm = vm and self.api.virtualization.virtual_machines.get(vm.id)
+        if vm is None or vm.primary_ip4 is None:
+            return self.change_primary_ip(k)
+        self.api.ipam.ip_addresses.get(vm.primary_ip4.id).delete()  # NetBox nulls primary_ip4 unlogged
+        return "incremental"
+
+    def move_vm(self, k):
+        vm = self.pick(self.vms, k)
+        if vm is None:
+            return self.create_vm(k)
+        vm = self.api.virtualization.virtual_machines.get(vm.id)
+        c = 1 - [c.id for c in self.clusters].index(vm.cluster.id)
+        vm.update({"cluster": self.clusters[c].id, "site": self.sites[c].id, "device": None})
+        return "incremental"
+
+    def tag_vm(self, k):
+        vm = self.pick(self.vms, k)
+        if vm is None:
+            return self.create_vm(k)
+        vm = self.api.virtualization.virtual_machines.get(vm.id)
+        tag = self.tags[k % 2].id
+        tags = [t.id for t in vm.tags]
+        vm.update({"tags": [t for t in tags if t != tag] if tag in tags else [*tags, tag]})
+        return "incremental"
+
+    def edit_custom_field_value(self, k):
+        vm = self.pick(self.vms, k)
+        if vm is None:
+            return self.create_vm(k)
+        vm = self.api.virtualization.virtual_machines.get(vm.id)
+        vm.update({"custom_fields": {"locus_vmid": 20000 + k, "prop_note": f"note {k}"}})
+        return "incremental"
+
+    def edit_config_context(self, k):
+        self.context.data = {"prop_setting": k, "prop_list": list(range(k % 3))}
+        self.context.save()
+        return "full"
+
+    def edit_custom_field(self, k):
+        self.field.description = f"v{k}"
+        self.field.save()
+        return "full"
+
+    def change_site(self, k):
+        site = self.sites[k % 2]
+        site.description = f"edited {k}"
+        site.save()
+        return "full"
+
+
+OPERATIONS = [name for name in vars(World) if not name.startswith(("_", "new_", "make", "name", "pick", "cleanup"))]
+
+
+@pytest.fixture(scope="module")
+def world(netbox):
+    world = World(netbox.api())
+    try:
+        yield world
+    finally:
+        world.cleanup()
+
+
+@pytest.fixture(scope="module")
+def pairs(run_inventory, tmp_path_factory, world):
+    tmp = tmp_path_factory.mktemp("refresh")
+    both = [Pair(run_inventory, tmp, "all"), Pair(run_inventory, tmp, "site-a", {"filters": {"site": ["prop-a"]}})]
+    for pair in both:  # the first build of each is full and writes the snapshot
+        first, cold = pair.both()
+        assert refresh_of(first)[0] == "full"
+        assert first.data == cold.data
+    return both
+
+
+def only_site(run, site):
+    """The --list data of ``run`` restricted to the hosts of one site (what filters: {site: [site]} gives)."""
+    keep = {h for h, hv in run.hostvars.items() if hv["site"] == site}
+    data = {"_meta": {"hostvars": {h: run.hostvars[h] for h in keep}}}
+    for group, members in run.data.items():
+        if group == "_meta":
+            continue
+        hosts = [h for h in members.get("hosts", []) if h in keep]
+        if hosts:
+            data[group] = {**members, "hosts": hosts}
+    return data
+
+
+# No shrinking: every step costs seconds of NetBox; a failure names its operations as they ran.
+@settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.sampled_from(OPERATIONS), st.integers(0, 999)), min_size=2, max_size=4))
+def test_incremental_equals_a_full_build_after_every_change(world, pairs, steps):
+    everything, site_a = pairs
+    for op, k in steps:
+        expected = getattr(world, op)(k)
+        with ThreadPoolExecutor(max_workers=3) as pool:  # one full build serves both incremental ones
+            runs = [pool.submit(everything.incremental), pool.submit(site_a.incremental), pool.submit(everything.cold)]
+            inc, inc_a, cold = (f.result() for f in runs)
+        for run in (inc, inc_a, cold):
+            assert run.rc == 0, run.stderr
+        assert inc.data == cold.data, op
+        assert only_site(inc_a, "prop-a") == only_site(cold, "prop-a") and set(inc_a.hostvars) == {
+            h for h, hv in cold.hostvars.items() if hv["site"] == "prop-a"}, op
+        for run in (inc, inc_a):
+            mode, reason, _fetched = refresh_of(run)
+            if expected == "incremental":
+                assert mode == "incremental", (op, reason)
+            else:
+                assert mode == "full" and "is not local to one host" in reason, (op, reason)
+
+
+def test_unchanged_netbox_fetches_nothing_and_a_local_change_only_its_host(world, pairs):
+    pair = pairs[0]
+    inc, cold = pair.both()  # whatever the property test left, now in the snapshot
+    inc, cold = pair.both()
+    assert refresh_of(inc) == ("incremental", None, 0)
+    assert inc.data == cold.data
+    world.rename_vm(1)
+    inc, cold = pair.both()
+    assert refresh_of(inc) == ("incremental", None, 1)
+    assert inc.data == cold.data
+    out = inc.stdout + inc.stderr
+    assert re.search(r"virtualization/virtual-machines: 2 requests", out), out  # the count and the one VM
+    assert "extras/tagged-objects" not in out
+
+
+def test_snapshot_files_are_private_and_hold_no_token(netbox, pairs):
+    files = list(pairs[0].state.joinpath("netbox").iterdir())
+    assert len(files) == 1
+    assert stat.S_IMODE(pairs[0].state.joinpath("netbox").stat().st_mode) == 0o700
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    blob = files[0].read_bytes()
+    for secret in (netbox.token_v1, netbox.token_v2.split(".", 1)[1]):
+        assert secret.encode() not in blob
+
+
+def corrupt_cases(blob):
+    header, _, body = blob.partition(b"\n")
+    tampered = body.replace(b'"name":"web1"', b'"name":"evil1"', 1)
+    assert tampered != body
+    return {
+        "garbage": b"\xff\xfe not a snapshot \x00",
+        "truncated": blob[: len(blob) // 2],
+        "tampered body": header + b"\n" + tampered,
+        "empty": b"",
+    }
+
+
+def test_corrupt_or_tampered_snapshot_means_a_full_build(pairs):
+    pair = pairs[0]
+    path = next(pair.state.joinpath("netbox").iterdir())
+    good = path.read_bytes()
+    for case, blob in corrupt_cases(good).items():
+        path.write_bytes(blob)
+        inc, cold = pair.both()
+        mode, reason, fetched = refresh_of(inc)
+        assert mode == "full" and fetched > 0, case
+        assert "corrupt" in reason or "does not verify" in reason, (case, reason)
+        assert inc.data == cold.data, case
+        assert "evil1" not in inc.stdout
+    # a snapshot that others may write is not trusted either
+    path.chmod(0o644)
+    inc, _cold = pair.both()
+    assert refresh_of(inc)[0] == "full" and "not a private file" in refresh_of(inc)[1]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # replaced by a private one
+
+
+def test_snapshot_of_another_token_is_never_used(netbox, run_inventory, tmp_path):
+    """A token that may see less must not get the data of one that sees more, even from a planted file."""
+    api = netbox.api()
+    user = api.users.users.create(username="refresh-narrow", password=PASSWORD)
+    perms = []
+    try:
+        perms.append(api.users.permissions.create(
+            name="refresh-narrow: VMs of dc1, change log", actions=["view"], users=[user.id],
+            object_types=["virtualization.virtualmachine"], constraints={"site__slug": "dc1"}))
+        perms.append(api.users.permissions.create(
+            name="refresh-narrow: change log, tags, custom fields", actions=["view"], users=[user.id],
+            object_types=["core.objectchange", "extras.customfield", "extras.tag", "extras.taggeditem"]))
+        narrow = api.users.tokens.create(user=user.id, version=1, write_enabled=False).token
+        config = {"devices": False}
+        admin = Pair(run_inventory, tmp_path, "admin", config)
+        mine = Pair(run_inventory, tmp_path, "narrow", config, token=narrow)
+        full, _ = admin.both()
+        narrow_run, narrow_cold = mine.both()
+        assert set(narrow_run.hostvars) < set(full.hostvars)
+        assert {hv["site"] for hv in narrow_run.hostvars.values()} == {"dc1"}
+        # plant the admin's snapshot where the narrow token's would be
+        theirs = next(admin.state.joinpath("netbox").iterdir())
+        ours = next(mine.state.joinpath("netbox").iterdir())
+        shutil.copyfile(theirs, ours)
+        inc, cold = mine.both()
+        mode, reason, _ = refresh_of(inc)
+        assert mode == "full" and "does not verify" in reason, reason
+        assert inc.data == cold.data == narrow_cold.data
+        # the same token's permission narrowed later (permission changes are not in the change log)
+        assert refresh_of(mine.incremental())[0] == "incremental"
+        perms[0].constraints = {"site__slug": "dc1", "role__slug": "web"}
+        perms[0].save()
+        inc, cold = mine.both()
+        mode, reason, _ = refresh_of(inc)
+        assert mode == "full" and "NetBox shows this token" in reason, reason
+        assert inc.data == cold.data and set(inc.hostvars) < set(narrow_cold.hostvars)
+    finally:
+        for perm in perms:
+            perm.delete()
+        user.delete()
+
+
+def test_change_log_hidden_by_a_constraint_or_forbidden_means_full_builds(netbox, run_inventory, tmp_path, world):
+    api = netbox.api()
+    user = api.users.users.create(username="refresh-partial-log", password=PASSWORD)
+    perms = []
+    try:
+        perms.append(api.users.permissions.create(
+            name="refresh-partial-log: objects", actions=["view"], users=[user.id],
+            object_types=["virtualization.virtualmachine", "dcim.device", "extras.customfield", "extras.tag",
+                          "extras.taggeditem"]))
+        # this token sees the change log of IP addresses only: VM changes are gaps in the ids
+        perms.append(api.users.permissions.create(
+            name="refresh-partial-log: changes of addresses", actions=["view"], users=[user.id],
+            object_types=["core.objectchange"], constraints={"changed_object_type__model": "ipaddress"}))
+        token = api.users.tokens.create(user=user.id, version=1, write_enabled=False).token
+        pair = Pair(run_inventory, tmp_path, "partial", token=token)
+        pair.both()
+        world.change_primary_ip(3)  # an IP change (visible) and a VM change (hidden)
+        inc, cold = pair.both()
+        mode, reason, _ = refresh_of(inc)
+        assert mode == "full" and "are not visible to this token" in reason, reason
+        assert inc.data == cold.data
+        # no view of the change log at all: every build is full, no snapshot is kept
+        perms[1].delete()
+        perms.pop()
+        forbidden = Pair(run_inventory, tmp_path, "forbidden", token=token)
+        for _ in range(2):
+            inc, cold = forbidden.both()
+            mode, reason, _ = refresh_of(inc)
+            assert mode == "full" and inc.data == cold.data
+        assert "no snapshot yet" in reason
+        assert re.search(r"no snapshot kept: changes unreadable \(.*core/object-changes \(HTTP 403", inc.stdout), \
+            inc.stdout[-2000:]
+    finally:
+        for perm in perms:
+            perm.delete()
+        user.delete()
+
+
+def test_pruned_change_log_means_a_full_build(netbox, pairs, world):
+    """Retention (or a cleared log) removed the high-water mark: the snapshot cannot be trusted."""
+    pair = pairs[0]
+    pair.both()
+    # what NetBox's housekeeping does to changes older than CHANGELOG_RETENTION days
+    inst = netboxctl.Instance(Path(netbox.env["state_dir"]), netbox.env["port"])
+    netboxctl._psql(inst, "DELETE FROM core_objectchange", db="netbox")  # noqa: SLF001 - the fixture's own psql
+    world.rename_vm(2)
+    inc, cold = pair.both()
+    mode, reason, _ = refresh_of(inc)
+    assert mode == "full" and "no longer holds change" in reason, reason
+    assert inc.data == cold.data
