@@ -104,7 +104,10 @@ def bench_specs(n: int) -> tuple[list, dict, list]:
 # is the moment the inventory is there (CLOCK_MONOTONIC is system-wide, so the parent can compare).
 BUILD = """
 import json, sys, time
+from ansible import constants as C
 from ansible.plugins.loader import init_plugin_loader
+from ansible.utils.display import Display
+Display().verbosity = C.DEFAULT_VERBOSITY  # ANSIBLE_VERBOSITY, as the CLI would set it
 init_plugin_loader()
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
