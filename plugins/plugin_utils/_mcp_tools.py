@@ -220,6 +220,30 @@ def _fit(items, budget=MAX_RESULT_BYTES - 4000):
     return out, len(items) - len(out)
 
 
+def _inventory_failure(proc):
+    """Why ansible-inventory failed, in one line: its error, and the first plugin's reason (Ansible
+    tries every plugin; the first one, ``auto``, names the source's own plugin and its words)."""
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln.removeprefix("[ERROR]: ") for ln in lines if ln.startswith("[ERROR]")]
+    reasons = [ln.split(" plugin: ", 1)[-1] for ln in lines if ln.startswith("[WARNING]: Failed to parse inventory with")]
+    why = "; ".join(dict.fromkeys(errors[-1:] + reasons[:1])) or " ".join(lines[-3:]) or f"ansible-inventory exited {proc.returncode}"
+    return _redact.redact_text(why)[:800]
+
+
+def _unwrap(value, depth=0):
+    """ansible-inventory's JSON without its ``{"__ansible_unsafe": text}`` markers (ansible-core 2.19:
+    values from inventory plugins such as NetBox's). Vault markers stay, to be masked."""
+    if depth > 60:
+        return _redact.MASK
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return _unwrap(value["__ansible_unsafe"], depth + 1)
+        return {k: _unwrap(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v, depth + 1) for v in value]
+    return value
+
+
 def _vaulted(value):
     return isinstance(value, dict) and set(value) == {"__ansible_vault"}
 
@@ -268,11 +292,9 @@ class Inventory:
         except subprocess.TimeoutExpired:
             raise ToolError(f"the inventory {self._named()} did not load within {INVENTORY_TIMEOUT} s") from None
         if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-            why = _redact.redact_text(" ".join(lines[-3:]))[:600] or f"ansible-inventory exited {proc.returncode}"
-            raise ToolError(f"the inventory {self._named()} cannot be read: {why}")
+            raise ToolError(f"the inventory {self._named()} cannot be read: {_inventory_failure(proc)}")
         try:
-            data = json.loads(proc.stdout)
+            data = _unwrap(json.loads(proc.stdout))
         except ValueError as exc:
             raise ToolError(f"the inventory {self._named()}: ansible-inventory printed no JSON ({exc})") from None
         self._cache = (now, data)
