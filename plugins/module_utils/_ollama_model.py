@@ -157,7 +157,8 @@ class ClientTransport:
                 raise OllamaModelError(exc.error) from None
             raise OllamaModelError(_http_error(status, exc.error.encode()), status) from None
         except ConnectionError as exc:
-            raise OllamaModelError(f"cannot reach {self.host}: {exc}") from None
+            # the client replaces httpx's reason (refused, a TLS certificate check) with one generic sentence
+            raise OllamaModelError(f"cannot reach {self.host}: {exc.__context__ or exc}") from None
 
     def tags(self):
         return [{**m.model_dump(), "name": m.model} for m in self._call(self.client.list).models]
