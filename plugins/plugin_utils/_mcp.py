@@ -24,6 +24,7 @@ from ansible_collections.locus.infra.plugins.module_utils import _policy
 EXIT_OK, EXIT_USAGE = 0, 2
 TOKEN_ENV = "LOCUS_MCP_TOKEN"  # noqa: S105 - the name of the variable, not a token
 MIN_TOKEN = 32
+MAX_BODY = 1024 * 1024
 LANES = ("private", "enterprise", "personal")
 SERVER_NAME = "locus.infra"
 INSTRUCTIONS = (
@@ -119,7 +120,8 @@ def serve_http(tools, host, port, token):
     import uvicorn
 
     server = build_server(tools, _version())
-    app = BearerGuard(server.streamable_http_app(host=host, json_response=True), token)
+    # bodies beyond 1 MiB are refused unread (413): the tools read at most 256 KiB of arguments
+    app = BearerGuard(server.streamable_http_app(host=host, json_response=True, max_request_body_size=MAX_BODY), token)
     print(f"locus mcp: serving streamable HTTP on http://{_hostport(host, port)}/mcp (bearer token required)", file=sys.stderr, flush=True)
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")).run()
 

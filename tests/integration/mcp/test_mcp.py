@@ -403,6 +403,12 @@ def test_http_needs_a_bearer_token_and_the_private_lane_only_loopback(tmp_path):
             assert got.status_code == 401 and got.headers["www-authenticate"].startswith("Bearer"), auth
         ok = httpx.post(url, json=init, headers={**headers, "Authorization": f"Bearer {token}"}, timeout=10)
         assert ok.status_code == 200, ok.text
+        # DNS rebinding: a page on another site that reaches the loopback port names its own host
+        rebound = httpx.post(url, json=init, headers={**headers, "Authorization": f"Bearer {token}", "Host": "evil.example"}, timeout=10)
+        assert rebound.status_code == 421
+        big = {**init, "params": {**init["params"], "padding": "x" * (2 * 1024 * 1024)}}
+        too_big = httpx.post(url, json=big, headers={**headers, "Authorization": f"Bearer {token}"}, timeout=30)
+        assert too_big.status_code == 413
 
         def authed():
             return streamable_http_client(url, http_client=create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}))
