@@ -60,7 +60,8 @@ def test_bad_input_is_named(records, message):
 def render(backend):
     review = {"ref_tag": "LOCUS-AGENT20261206-001", "backend": backend, "model": "m", "lane": "private", "cost_usd": 0.0,
               "cached": False, "output": {"risk": "low", "summary": "fine", "findings": []}}
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - Markdown, not HTML
+    # trim_blocks as ansible.builtin.template renders it
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True)  # noqa: S701 - Markdown, not HTML
     return env.from_string(TEMPLATE.read_text()).render(
         demo_review_job="J1", demo_artifact={"ref_tag": "LOCUS-ARTIFACT20261206-008"}, demo_security=review,
         demo_devops=review, demo_check={"ref_tag": "LOCUS-AGENT20261206-003", "cost_usd": 0.0, "verifier": "devops",
@@ -75,9 +76,11 @@ def test_the_report_states_each_count_once_and_the_tag_ranges():
     assert ("- Other REF-tags of the run: 2 JOB (LOCUS-JOB20261206-001 .. LOCUS-JOB20261206-002), "
             "30 VALIDATE (LOCUS-VALIDATE20261206-001 .. LOCUS-VALIDATE20261206-030), "
             "1 ARTIFACT (LOCUS-ARTIFACT20261206-007)") in text
+    assert "\n\n## Security review" in text  # a heading after a blank line
     assert "Advisory only" not in text
 
 
 def test_a_report_on_the_embedded_backend_says_its_verdict_is_advisory():
     text = render("embedded")
     assert "**Advisory only.**" in text and "the deterministic findings - the guard's analysers" in text
+    assert "USD\n\n> **Advisory only.**" in text and "(docs/agents.md).\n\n## Facts reviewed" in text
