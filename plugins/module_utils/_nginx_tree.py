@@ -23,6 +23,9 @@ Applying a changed tree:
    exit status proves nothing;
 4. probe the sites over HTTP(S);
 5. any failure: put the previous tree back, reload it, and report the failure.
+
+:func:`run` is the whole job of the ``locus.infra.nginx_tree`` module (options checked,
+trees compared, check-mode test or transaction); the module file declares its options only.
 """
 
 from __future__ import annotations
@@ -589,3 +592,115 @@ def _run(argv, **kwargs):
         if exc.errno == errno.ENOENT:
             return subprocess.CompletedProcess(argv, 127, stdout=f"{argv[0]}: not found".encode(), stderr=b"")
         raise
+
+
+# ------------------------------------------------------------------ the module's job -----------
+LOCK_FILE = "/run/lock/locus-nginx-tree.lock"
+
+
+def run(module):
+    """Everything ``locus.infra.nginx_tree`` does: check the options, compare the desired tree
+    with the live one, then test it (check mode) or apply it in one transaction under the lock.
+
+    Returns the module result; raises :class:`TreeError` whose ``extra`` is the result so far.
+    """
+    p = module.params
+    tree = p["tree"].strip("/")
+    if not tree or "/" in tree or tree.startswith("."):
+        raise TreeError(f"tree must be one directory name inside conf_dir, got {p['tree']!r}", "validate")
+    if not os.path.isdir(p["conf_dir"]) and not module.check_mode:
+        raise TreeError(f"{p['conf_dir']} does not exist (is nginx installed?)", "validate")
+    live = read_live(p["conf_dir"], p["main_file"], tree) if os.path.isdir(p["conf_dir"]) else {}
+    entries = desired_entries(p, live)
+    try:
+        changes, diffs = compare(entries, live, p["conf_dir"])
+    except ValueError as exc:
+        raise TreeError(str(exc), "validate") from None
+    result = {"changed": bool(changes), "changes": changes}
+    if module._diff and diffs:
+        result["diff"] = diffs
+    if not changes:
+        return result
+    if module.check_mode:
+        return _check_mode_test(p, entries, result)
+    return _apply(module, entries, tree, result)
+
+
+def desired_entries(params, live):
+    """The desired tree from the options ``files``, ``secret_files`` and ``htpasswd`` (password
+    hashes kept when the password did not change). Raises TreeError (stage ``validate``)."""
+    main, tree = params["main_file"], params["tree"].strip("/")
+    entries, seen = [], set()
+
+    def add(entry, where):
+        try:
+            entry.path = check_relpath(entry.path, main, tree)
+        except ValueError as exc:
+            raise TreeError(f"{where}: {exc}", "validate") from None
+        if entry.path in seen:
+            raise TreeError(f"{where}: {entry.path} is given twice", "validate")
+        seen.add(entry.path)
+        entries.append(entry)
+
+    try:
+        for n, f in enumerate(params["files"]):
+            add(Entry(f["path"], f["content"], parse_mode(f["mode"], 0o644)), f"files[{n}]")
+        for n, f in enumerate(params["secret_files"]):
+            add(Entry(f["path"], f["content"], parse_mode(f["mode"], 0o600), secret=True), f"secret_files[{n}]")
+        for n, h in enumerate(params["htpasswd"]):
+            for u in h["users"]:
+                if not u.get("password") and not u.get("password_hash"):
+                    raise TreeError(f"htpasswd[{n}] user {u['name']!r}: give password or password_hash", "validate")
+                if ":" in u["name"]:
+                    raise TreeError(f"htpasswd[{n}] user {u['name']!r}: a user name cannot contain ':'", "validate")
+            old = live.get(os.path.normpath(h["path"]), (b"",))[0].decode("utf-8", "replace")
+            content = htpasswd_content(h["users"], old)
+            group_id(h["group"])
+            add(Entry(h["path"], content, parse_mode(h["mode"], 0o640), group=h["group"], secret=True), f"htpasswd[{n}]")
+    except ValueError as exc:
+        raise TreeError(str(exc), "validate") from None
+    if main not in seen:
+        raise TreeError(f"files must include the main file {main}", "validate")
+    return entries
+
+
+def _check_mode_test(params, entries, result):
+    """Check mode: ``nginx -t`` the new tree in a throw-away directory (when nginx is installed)."""
+    if not params["test_in_check_mode"] or not os.path.exists(params["nginx_binary"]):
+        return result
+    base = tempfile.mkdtemp(prefix="locus-nginx-check-")
+    try:
+        write_tree(base, entries, params["tree"].strip("/"))
+        ok, out = nginx_test(params["nginx_binary"], os.path.join(base, params["main_file"]))
+        out = relabel(out, base, params["conf_dir"])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    result["test_output"] = out
+    if not ok:
+        raise TreeError(f"nginx would reject the new configuration: {out}", "test", **result)
+    return result
+
+
+def _apply(module, entries, tree, result):
+    p = module.params
+    service = Service(module, p["service"], p["error_log"], p["reload_timeout"])
+    transaction = Transaction(module, p["conf_dir"], p["main_file"], tree, p["nginx_binary"], service,
+                              p["probes"], p["probe_timeout"], p["restart_on_bind_conflict"])
+    try:
+        with Lock(LOCK_FILE):
+            # Another run may have changed the tree while this one waited: compare again.
+            live = read_live(p["conf_dir"], p["main_file"], tree)
+            changes, diffs = compare(entries, live, p["conf_dir"])
+            result["changes"] = changes
+            result["changed"] = bool(changes)
+            if module._diff:
+                result["diff"] = diffs
+            if not changes:
+                return result
+            result.update(transaction.apply(entries))
+    except TreeError as exc:
+        result.update(exc.extra)
+        result["changed"] = False  # nothing applied: untouched, or rolled back to the previous tree
+        where = "rolled back to the previous tree" if "rollback" in exc.extra else "the live tree was not touched"
+        raise TreeError(f"{exc} ({where})", exc.stage, **result) from None
+    return result

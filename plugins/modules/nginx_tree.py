@@ -268,159 +268,60 @@ log:
   elements: str
 """
 
-import os
-import shutil
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.locus.infra.plugins.module_utils import _nginx_tree as nt
 
-
-def _entries(module, live):
-    p = module.params
-    main, tree = p["main_file"], p["tree"].strip("/")
-    entries, seen = [], set()
-
-    def add(entry, where):
-        try:
-            entry.path = nt.check_relpath(entry.path, main, tree)
-        except ValueError as exc:
-            module.fail_json(msg=f"{where}: {exc}", stage="validate")
-        if entry.path in seen:
-            module.fail_json(msg=f"{where}: {entry.path} is given twice", stage="validate")
-        seen.add(entry.path)
-        entries.append(entry)
-
-    try:
-        for n, f in enumerate(p["files"]):
-            add(nt.Entry(f["path"], f["content"], nt.parse_mode(f["mode"], 0o644)), f"files[{n}]")
-        for n, f in enumerate(p["secret_files"]):
-            add(nt.Entry(f["path"], f["content"], nt.parse_mode(f["mode"], 0o600), secret=True), f"secret_files[{n}]")
-        for n, h in enumerate(p["htpasswd"]):
-            for u in h["users"]:
-                if not u.get("password") and not u.get("password_hash"):
-                    module.fail_json(msg=f"htpasswd[{n}] user {u['name']!r}: give password or password_hash", stage="validate")
-                if ":" in u["name"]:
-                    module.fail_json(msg=f"htpasswd[{n}] user {u['name']!r}: a user name cannot contain ':'", stage="validate")
-            old = live.get(os.path.normpath(h["path"]), (b"",))[0].decode("utf-8", "replace")
-            content = nt.htpasswd_content(h["users"], old)
-            nt.group_id(h["group"])
-            add(nt.Entry(h["path"], content, nt.parse_mode(h["mode"], 0o640), group=h["group"], secret=True), f"htpasswd[{n}]")
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), stage="validate")
-    if main not in seen:
-        module.fail_json(msg=f"files must include the main file {main}", stage="validate")
-    return entries
-
-
-def _check_mode_test(module, entries):
-    p = module.params
-    if not os.path.exists(p["nginx_binary"]):
-        return None
-    base = tempfile.mkdtemp(prefix="locus-nginx-check-")
-    try:
-        nt.write_tree(base, entries, p["tree"].strip("/"))
-        ok, out = nt.nginx_test(p["nginx_binary"], os.path.join(base, p["main_file"]))
-        return ok, nt.relabel(out, base, p["conf_dir"])
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+_LIST = {"type": "list", "elements": "dict", "default": []}
+ARGUMENT_SPEC = {
+    "conf_dir": {"type": "path", "default": "/etc/nginx"},
+    "main_file": {"type": "str", "default": "nginx.conf"},
+    "tree": {"type": "str", "default": "locus"},
+    "files": {**_LIST, "options": {
+        "path": {"type": "str", "required": True},
+        "content": {"type": "str", "required": True},
+        "mode": {"type": "raw", "default": "0644"},
+    }},
+    "secret_files": {**_LIST, "no_log": False, "options": {
+        "path": {"type": "str", "required": True},
+        "content": {"type": "str", "required": True, "no_log": True},
+        "mode": {"type": "raw", "default": "0600"},
+    }},
+    "htpasswd": {**_LIST, "no_log": False, "options": {
+        "path": {"type": "str", "required": True},
+        "mode": {"type": "raw", "default": "0640"},
+        "group": {"type": "str", "default": "www-data"},
+        "users": {"type": "list", "elements": "dict", "required": True, "options": {
+            "name": {"type": "str", "required": True},
+            "password": {"type": "str", "no_log": True},
+            "password_hash": {"type": "str", "no_log": False},
+        }},
+    }},
+    "probes": {**_LIST, "options": {
+        "name": {"type": "str"},
+        "address": {"type": "str", "required": True},
+        "port": {"type": "int", "required": True},
+        "scheme": {"type": "str", "choices": ["http", "https"], "default": "https"},
+        "server_name": {"type": "str"},
+        "path": {"type": "str", "default": "/"},
+        "status": {"type": "list", "elements": "int", "default": [200]},
+    }},
+    "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
+    "service": {"type": "str", "default": "nginx"},
+    "error_log": {"type": "path", "default": "/var/log/nginx/error.log"},
+    "reload_timeout": {"type": "float", "default": 10},
+    "probe_timeout": {"type": "float", "default": 10},
+    "restart_on_bind_conflict": {"type": "bool", "default": True},
+    "test_in_check_mode": {"type": "bool", "default": True},
+}
 
 
 def main():
-    str_list = {"type": "list", "elements": "dict", "default": []}
-    module = AnsibleModule(
-        argument_spec={
-            "conf_dir": {"type": "path", "default": "/etc/nginx"},
-            "main_file": {"type": "str", "default": "nginx.conf"},
-            "tree": {"type": "str", "default": "locus"},
-            "files": {**str_list, "options": {
-                "path": {"type": "str", "required": True},
-                "content": {"type": "str", "required": True},
-                "mode": {"type": "raw", "default": "0644"},
-            }},
-            "secret_files": {**str_list, "no_log": False, "options": {
-                "path": {"type": "str", "required": True},
-                "content": {"type": "str", "required": True, "no_log": True},
-                "mode": {"type": "raw", "default": "0600"},
-            }},
-            "htpasswd": {**str_list, "no_log": False, "options": {
-                "path": {"type": "str", "required": True},
-                "mode": {"type": "raw", "default": "0640"},
-                "group": {"type": "str", "default": "www-data"},
-                "users": {"type": "list", "elements": "dict", "required": True, "options": {
-                    "name": {"type": "str", "required": True},
-                    "password": {"type": "str", "no_log": True},
-                    "password_hash": {"type": "str", "no_log": False},
-                }},
-            }},
-            "probes": {**str_list, "options": {
-                "name": {"type": "str"},
-                "address": {"type": "str", "required": True},
-                "port": {"type": "int", "required": True},
-                "scheme": {"type": "str", "choices": ["http", "https"], "default": "https"},
-                "server_name": {"type": "str"},
-                "path": {"type": "str", "default": "/"},
-                "status": {"type": "list", "elements": "int", "default": [200]},
-            }},
-            "nginx_binary": {"type": "path", "default": "/usr/sbin/nginx"},
-            "service": {"type": "str", "default": "nginx"},
-            "error_log": {"type": "path", "default": "/var/log/nginx/error.log"},
-            "reload_timeout": {"type": "float", "default": 10},
-            "probe_timeout": {"type": "float", "default": 10},
-            "restart_on_bind_conflict": {"type": "bool", "default": True},
-            "test_in_check_mode": {"type": "bool", "default": True},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-    tree = p["tree"].strip("/")
-    if not tree or "/" in tree or tree.startswith("."):
-        module.fail_json(msg=f"tree must be one directory name inside conf_dir, got {p['tree']!r}", stage="validate")
-    if not os.path.isdir(p["conf_dir"]) and not module.check_mode:
-        module.fail_json(msg=f"{p['conf_dir']} does not exist (is nginx installed?)", stage="validate")
-    live = nt.read_live(p["conf_dir"], p["main_file"], tree) if os.path.isdir(p["conf_dir"]) else {}
-    entries = _entries(module, live)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
-        changes, diffs = nt.compare(entries, live, p["conf_dir"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), stage="validate")
-    result = {"changed": bool(changes), "changes": changes}
-    if module._diff and diffs:
-        result["diff"] = diffs
-    if not changes:
-        module.exit_json(**result)
-
-    if module.check_mode:
-        if p["test_in_check_mode"]:
-            tested = _check_mode_test(module, entries)
-            if tested is not None:
-                ok, out = tested
-                result["test_output"] = out
-                if not ok:
-                    module.fail_json(msg=f"nginx would reject the new configuration: {out}", stage="test", **result)
-        module.exit_json(**result)
-
-    service = nt.Service(module, p["service"], p["error_log"], p["reload_timeout"])
-    transaction = nt.Transaction(module, p["conf_dir"], p["main_file"], tree, p["nginx_binary"], service,
-                                 p["probes"], p["probe_timeout"], p["restart_on_bind_conflict"])
-    try:
-        with nt.Lock("/run/lock/locus-nginx-tree.lock"):
-            # Another run may have changed the tree while this one waited: compare again.
-            live = nt.read_live(p["conf_dir"], p["main_file"], tree)
-            changes, diffs = nt.compare(entries, live, p["conf_dir"])
-            result["changes"] = changes
-            result["changed"] = bool(changes)
-            if module._diff:
-                result["diff"] = diffs
-            if not changes:
-                module.exit_json(**result)
-            result.update(transaction.apply(entries))
+        result = nt.run(module)
     except nt.TreeError as exc:
-        result.update(exc.extra)
-        result["changed"] = False  # nothing applied: untouched, or rolled back to the previous tree
-        module.fail_json(msg=f"{exc} ({'rolled back to the previous tree' if 'rollback' in exc.extra else 'the live tree was not touched'})",
-                         stage=exc.stage, **result)
+        module.fail_json(msg=str(exc), stage=exc.stage, **exc.extra)
     module.exit_json(**result)
 
 
