@@ -175,21 +175,21 @@ def _read(path):
         return f.read()
 
 
+ARGUMENT_SPEC = {
+    "units": {"type": "list", "elements": "str", "default": []},
+    "mounts": {"type": "list", "elements": "path", "default": ["/"]},
+    "cpu_sample": {"type": "float", "default": 0.2},
+    "bird": {"type": "bool", "default": False},
+    "journal_since": {"type": "int"},
+    "k3s_command": {"type": "list", "elements": "str", "default": []},
+    "ollama_url": {"type": "str"},
+    "timeout": {"type": "int", "default": 10},
+    "network_facts": {"type": "bool", "default": False},
+}
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "units": {"type": "list", "elements": "str", "default": []},
-            "mounts": {"type": "list", "elements": "path", "default": ["/"]},
-            "cpu_sample": {"type": "float", "default": 0.2},
-            "bird": {"type": "bool", "default": False},
-            "journal_since": {"type": "int"},
-            "k3s_command": {"type": "list", "elements": "str", "default": []},
-            "ollama_url": {"type": "str"},
-            "timeout": {"type": "int", "default": 10},
-            "network_facts": {"type": "bool", "default": False},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
     errors = []
     before = op.cpu_times(_read("/proc/stat")) if p["cpu_sample"] > 0 else None
