@@ -15,12 +15,13 @@ cannot attribute to single hosts, or any doubt about the change log itself, rais
   as a 0600 file, and carries an HMAC keyed by the token: a snapshot of another token, a
   tampered or truncated one does not verify and is never used.
 * Change-log ids come from a PostgreSQL sequence, allocated when a change is written and visible
-  when its transaction commits. An id missing between visible ones is a change still in flight,
-  rolled back, or hidden from this token by an object permission with constraints: a full build,
-  until a full build that started long enough after it (``OVERLAP``) has *settled* it. Each
-  build reads the log from ``OVERLAP`` before its high-water mark, by NetBox's own timestamps, so
-  changes that commit late are still seen; the high-water mark must still be there with the same
-  time (else the log was pruned or NetBox replaced).
+  when its transaction commits. The snapshot records the id up to which nothing can appear any
+  more (``settled``: every id up to it was visible and applied, or was missing at a full build that
+  started more than ``OVERLAP`` after it, by NetBox's clock - no transaction stays open that long)
+  and which later ids it has applied (``seen``). The next build reads every change after
+  ``settled``: an id missing there is a change still in flight, rolled back, or hidden from this
+  token by a constrained permission - a full build. The high-water mark must still be there with
+  the same time (else the log was pruned or another NetBox answers).
 * After the changes are applied, the number of VMs and devices NetBox shows this token must equal
   the snapshot's (a permission change is not in the change log).
 """
@@ -227,18 +228,23 @@ def anchor(probe_results, clock_date):
     for name, value in probe_results.items():
         if isinstance(value, NetBoxError):
             raise FullBuild(f"no snapshot kept: {name} unreadable ({value})")
-    _count, tail = probe_results["changes"]
+    count, tail = probe_results["changes"]
     if not tail:
         raise FullBuild(f"no snapshot kept: the change log ({CHANGES_ENDPOINT}) is empty for this token")
     head = tail[-1]
     now = clock_date or head["time"]
-    # Holes in the log older than OVERLAP at the start of this build can no longer be in flight: whatever
-    # they were, this build read their result (or they never happened).
-    settled = max((c["id"] for c in tail if c["time"] <= now - OVERLAP), default=0)
+    # Ids missing from the log before OVERLAP ago (by NetBox's clock) can no longer be in flight: whatever
+    # they were, this build read their result, or they never happened, or (pruned) are long applied.
+    old = [c["id"] for c in tail if c["time"] <= now - OVERLAP]
+    if old:
+        settled = max(old)
+    elif count == len(tail):  # the whole log is young: nothing before it
+        settled = tail[0]["id"] - 1
+    else:
+        raise FullBuild(f"no snapshot kept: more than {len(tail)} changes in the last {OVERLAP}")
     return {"netbox_version": probe_results["status"], "custom_field_refs": probe_results["custom_fields"],
             "hwm": {"id": head["id"], "time": head["time"].isoformat()},
-            "seen": [c["id"] for c in tail if c["time"] >= head["time"] - OVERLAP],
-            "settled": settled}
+            "seen": [c["id"] for c in tail if c["id"] > settled], "settled": settled}
 
 
 # ---------------------------------------------------------------------------------------------- incremental
@@ -257,7 +263,7 @@ def incremental(client, snapshot, filters):
         with ThreadPoolExecutor(max_workers=client.max_workers, thread_name_prefix="netbox") as pool:
             status = pool.submit(_status, client)
             window = pool.submit(client.request, "GET", CHANGES_ENDPOINT, {
-                "time_after": (hwm_time - OVERLAP).isoformat(), "ordering": "id", "limit": MAX_CHANGES,
+                "id__gte": min(snapshot["settled"] + 1, hwm["id"]), "ordering": "id", "limit": MAX_CHANGES,
                 "fields": CHANGE_FIELDS})
             counts = {k: pool.submit(client.count, KINDS[k][0], query_params(filters, ("id",))) for k in kinds}
             version = _result(status, "the NetBox version")
@@ -271,14 +277,13 @@ def incremental(client, snapshot, filters):
             if hwm["id"] not in by_id or by_id[hwm["id"]]["time"] != hwm_time:
                 raise FullBuild(f"the change log no longer holds change {hwm['id']} of the last build (pruned, "
                                 "cleared, or another NetBox)")
-            ids = sorted(by_id)
             settled = snapshot["settled"]
-            holes = [i for i in range(max(ids[0], settled + 1), ids[-1]) if i not in by_id]
+            holes = [i for i in range(settled + 1, changes[-1]["id"]) if i not in by_id]
             if holes:
                 raise FullBuild(f"change-log ids {_span(holes)} are not visible to this token (a change still "
                                 "being written, rolled back, or hidden by a constrained permission)")
             seen = set(snapshot["seen"])
-            new = [c for c in changes if c["id"] not in seen]
+            new = [c for c in changes if c["id"] > settled and c["id"] not in seen]
             objects = {k: {o["id"]: o for o in snapshot["objects"][k]} for k in kinds}
             affected = _affected(new, objects, snapshot["custom_field_refs"])
             total = sum(len(v) for v in objects.values())
@@ -304,9 +309,8 @@ def incremental(client, snapshot, filters):
     head = changes[-1]
     meta = {"netbox_version": version, "custom_field_refs": snapshot["custom_field_refs"],
             "hwm": {"id": head["id"], "time": head["time"].isoformat()},
-            "seen": [c["id"] for c in changes if c["time"] >= head["time"] - OVERLAP],
-            # every id up to the head is visible, so none below it can still appear
-            "settled": head["id"]}
+            # every id up to the head is visible and applied: none below it can still appear
+            "seen": [], "settled": head["id"]}
     n_fetched = sum(len(v) for v in fetched.values())
     note = (f"refresh: incremental, {len(new)} changes since change {hwm['id']}, {n_fetched} objects fetched "
             f"({', '.join(f'{len(fetched[k])} {k}' for k in kinds)}), {removed} removed")

@@ -9,6 +9,9 @@ with narrower permissions, a corrupt or foreign snapshot file.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import re
 import shutil
@@ -21,6 +24,8 @@ import pynetbox
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
+from ansible_collections.locus.infra.plugins.plugin_utils._netbox_refresh import _auth_key
 
 REFRESH = re.compile(r"locus\.infra\.netbox: refresh: (incremental|full)(?: \((.*)\))?, .*?(\d+) objects fetched")
 PASSWORD = "A-long-test-password-4711"  # noqa: S105 - throw-away users of the test NetBox
@@ -446,13 +451,47 @@ def test_change_log_hidden_by_a_constraint_or_forbidden_means_full_builds(netbox
         user.delete()
 
 
+def psql(netbox, sql):
+    inst = netboxctl.Instance(Path(netbox.env["state_dir"]), netbox.env["port"])
+    netboxctl._psql(inst, sql, db="netbox")  # noqa: SLF001 - the fixture's own psql
+
+
+def test_gap_in_the_change_log_means_full_builds_until_it_is_settled(netbox, pairs, world):
+    """An id missing between visible ones (a change hidden, rolled back or not committed yet): full builds,
+    also the one after (the gap is younger than 10 minutes), never the stale snapshot."""
+    pair = pairs[0]
+    pair.both()
+    world.rename_vm(4)
+    world.rename_vm(5)
+    psql(netbox, "DELETE FROM core_objectchange WHERE id = (SELECT max(id) - 1 FROM core_objectchange)")
+    for _ in range(2):
+        inc, cold = pair.both()
+        mode, reason, _ = refresh_of(inc)
+        assert mode == "full" and re.search(r"change-log ids \d+ are not visible to this token", reason), reason
+        assert inc.data == cold.data
+
+
+def test_netbox_upgrade_means_a_full_build(netbox, pairs):
+    """A snapshot that verifies (HMAC keyed by this token) but was written by another NetBox version."""
+    pair = pairs[0]
+    pair.both()
+    path = next(pair.state.joinpath("netbox").iterdir())
+    header, body = path.read_bytes().split(b"\n", 1)
+    snapshot = json.loads(body)
+    snapshot["netbox_version"] = "4.6.9"
+    body = json.dumps(snapshot).encode()
+    mac = hmac.new(_auth_key(f"Token {netbox.token_v1}"), body, hashlib.sha256).hexdigest().encode()
+    path.write_bytes(header.split(b" ")[0] + b" " + mac + b"\n" + body)
+    inc, cold = pair.both()
+    assert refresh_of(inc)[:2] == ("full", f"NetBox was 4.6.9, is {netbox.env['netbox_version']}")
+    assert inc.data == cold.data
+
+
 def test_pruned_change_log_means_a_full_build(netbox, pairs, world):
     """Retention (or a cleared log) removed the high-water mark: the snapshot cannot be trusted."""
     pair = pairs[0]
     pair.both()
-    # what NetBox's housekeeping does to changes older than CHANGELOG_RETENTION days
-    inst = netboxctl.Instance(Path(netbox.env["state_dir"]), netbox.env["port"])
-    netboxctl._psql(inst, "DELETE FROM core_objectchange", db="netbox")  # noqa: SLF001 - the fixture's own psql
+    psql(netbox, "DELETE FROM core_objectchange")  # what housekeeping does past CHANGELOG_RETENTION days
     world.rename_vm(2)
     inc, cold = pair.both()
     mode, reason, _ = refresh_of(inc)
