@@ -355,7 +355,7 @@ class Tools:
 
     # -- the one entry point ------------------------------------------------------------------------
     def call(self, name, arguments, client=None, peer=None):
-        """``(structured result, is_error)`` for one tool call; every call is a RESEARCH record first.
+        """``(structured result, is_error)`` for one tool call; its RESEARCH record is written before the answer leaves.
         ``client``: the MCP clientInfo (name, version); ``peer``: the HTTP client's address."""
         client = _client(client)
         where = {k: v for k, v in (("listen", self.listen), ("peer", peer)) if v}
