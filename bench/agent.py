@@ -26,7 +26,8 @@ import sys
 import tempfile
 import time
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent, _llm, _store
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent, _llm
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 SCHEMA = {
     "type": "object",

@@ -28,7 +28,7 @@ import mcp_types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from ansible_collections.locus.infra.plugins.module_utils import _store
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 LOCUS = str(Path(sys.executable).parent / "locus")
 

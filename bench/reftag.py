@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / ".venv" / "collections"))
 
-from ansible_collections.locus.infra.plugins.module_utils import _refs, _store  # noqa: E402
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _refs, _store  # noqa: E402
 
 
 def locus_worker(args):

@@ -48,7 +48,7 @@ def store_env(engine, tmp_path, request):
 @pytest.fixture
 def open_test_store(store_env):
     """``open_test_store()`` opens the test's store (any number of times)."""
-    from ansible_collections.locus.infra.plugins.module_utils import _store
+    from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
     opened = []
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ansible_collections.locus.infra.plugins.module_utils import _handover, _redact
-from ansible_collections.locus.infra.plugins.plugin_utils import _run
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact, _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _handover
 
 
 class ActionModule(LocusAction):

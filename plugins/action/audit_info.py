@@ -4,9 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit
 from ansible_collections.locus.infra.plugins.plugin_utils import _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit
 
 
 class ActionModule(LocusAction):

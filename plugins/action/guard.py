@@ -9,9 +9,9 @@ import os
 from ansible.errors import AnsiblePromptInterrupt, AnsiblePromptNoninteractive
 from ansible.utils.display import Display
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval, _guard, _policy
 from ansible_collections.locus.infra.plugins.plugin_utils import _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval, _guard, _halt, _policy
 
 AWX_VARS = ("awx_job_id", "awx_workflow_job_id", "awx_user_name", "awx_job_template_name", "awx_execution_node")
 TOKEN_VAR = "locus_approval_token"  # noqa: S105 - a variable name
@@ -53,12 +53,12 @@ class ActionModule(LocusAction):
         check_mode = bool(self._task.check_mode)
         try:
             if mode in ("halt_check", "status"):
-                state = _guard.halt_state(store)
+                state = _halt.halt_state(store)
                 out = {"halted": state["halted"], "halt": state}
                 if mode == "halt_check" and state["halted"]:
-                    raise LocusActionError(_guard.halt_message(state), halted=True, halt=state, halt_ref_tag=state["tag"],
+                    raise LocusActionError(_halt.halt_message(state), halted=True, halt=state, halt_ref_tag=state["tag"],
                                            halt_reason=state["reason"])
-                out["msg"] = _guard.halt_message(state) if state["halted"] else "locus.infra is not halted"
+                out["msg"] = _halt.halt_message(state) if state["halted"] else "locus.infra is not halted"
                 return out
             if mode == "halt":
                 return _guard.halt(store, args["reason"], context["user"], "locus.infra.guard", self._extra(context), check_mode)

@@ -4,16 +4,15 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _redact
-from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxError
-from ansible_collections.locus.infra.plugins.module_utils._netbox_journal import (
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact, _run
+from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox import NetBoxError
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox_journal import (
     JOURNAL_ACTIONS,
     client_from_args,
     resolve_object,
     write_entry,
 )
-from ansible_collections.locus.infra.plugins.plugin_utils import _run
-from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
 
 
 class ActionModule(LocusAction):

@@ -4,9 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _policy
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_facts, _ops_health
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_facts, _ops_health
 
 
 class ActionModule(LocusAction):

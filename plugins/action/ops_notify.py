@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _policy
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_health, _ops_notify, _run
+from ansible_collections.locus.infra.plugins.plugin_utils import _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_health, _ops_notify
 
 
 class ActionModule(LocusAction):

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.locus.infra.plugins.module_utils import _policy
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_charts, _ops_health, _ops_report, _run
+from ansible_collections.locus.infra.plugins.plugin_utils import _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_charts, _ops_health, _ops_report
 
 
 class ActionModule(LocusAction):

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _guard, _redact, _refs
-from ansible_collections.locus.infra.plugins.plugin_utils import _run
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact, _run
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs
 
 
 class ActionModule(LocusAction):

@@ -77,8 +77,8 @@ import time
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.locus.infra.plugins.module_utils import _redact, _store
-from ansible_collections.locus.infra.plugins.plugin_utils import _run, _secrets
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact, _run, _secrets
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 AWX_VARS = (
     "awx_job_id",

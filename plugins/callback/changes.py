@@ -42,7 +42,8 @@ import tempfile
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard_rules, _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules
 
 _CHECK_MODE_SKIP = ("check mode", "check_mode")
 

@@ -166,14 +166,6 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.vars.reserved import get_reserved_names
 
-from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxClient, NetBoxError, authorization_header
-from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import (
-    DEVICE_FIELDS,
-    VM_FIELDS,
-    Builder,
-    gc_for_inventory,
-    read_objects,
-)
 from ansible_collections.locus.infra.plugins.plugin_utils._netbox_refresh import (
     FullBuild,
     ServerClock,
@@ -181,6 +173,14 @@ from ansible_collections.locus.infra.plugins.plugin_utils._netbox_refresh import
     anchor,
     anchor_probes,
     incremental,
+)
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox import NetBoxClient, NetBoxError, authorization_header
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox_inventory import (
+    DEVICE_FIELDS,
+    VM_FIELDS,
+    Builder,
+    gc_for_inventory,
+    read_objects,
 )
 
 CACHE_FORMAT = 1

@@ -66,8 +66,9 @@ import json
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent, _store
 from ansible_collections.locus.infra.plugins.plugin_utils import _run
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 _OPTION_NAMES = ("role", "context", "schema", *_agent.COMMON_SPEC)
 

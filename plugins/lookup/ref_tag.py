@@ -50,8 +50,9 @@ import json
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard, _refs, _store
 from ansible_collections.locus.infra.plugins.plugin_utils import _run
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _refs, _store
 
 
 class LookupModule(LookupBase):

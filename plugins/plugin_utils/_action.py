@@ -21,8 +21,9 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard, _redact, _store
-from ansible_collections.locus.infra.plugins.plugin_utils import _secrets
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact, _secrets
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _halt
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 display = Display()
 
@@ -45,8 +46,8 @@ class LocusActionError(Exception):
 def halt_failure(store):
     """The failed-task result while the emergency halt is set, else None."""
     try:
-        _guard.check_halt(store)
-    except _guard.Halted as exc:
+        _halt.check_halt(store)
+    except _halt.Halted as exc:
         state = exc.state
         return {"failed": True, "msg": str(exc), "halted": True, "halt_ref_tag": state["tag"], "halt_reason": state["reason"]}
     return None

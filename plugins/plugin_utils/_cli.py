@@ -19,8 +19,9 @@ import re
 import sys
 import traceback
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval, _audit, _guard, _policy, _redact, _refs, _store
-from ansible_collections.locus.infra.plugins.plugin_utils import _guard_cli, _mcp
+from ansible_collections.locus.infra.plugins.plugin_utils import _mcp, _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval, _guard, _guard_cli, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs, _store
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_LAST = 1_000_000_000  # --last: beyond any trail, and within a 64-bit SQL integer

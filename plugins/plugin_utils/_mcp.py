@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from ansible_collections.locus.infra.plugins.module_utils import _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
 
 # _mcp_tools (and through it Ansible's vault code, which creates ~/.ansible) is imported only when
 # the server runs: every other `locus` command imports this module to register `locus mcp`.

@@ -26,8 +26,9 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _guard, _jsonschema, _policy, _redact, _refs, _store
-from ansible_collections.locus.infra.plugins.plugin_utils import _secrets
+from ansible_collections.locus.infra.plugins.plugin_utils import _jsonschema, _redact, _secrets
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard, _halt, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs, _store
 
 MAX_ARGS_BYTES = 256 * 1024  # a described change with its diff fits; anything larger is refused unread
 MAX_RESULT_BYTES = 200_000  # structured result of one call, as JSON
@@ -501,7 +502,7 @@ class Tools:
 
     def tool_guard_status(self, args, client):
         policy = self._policy()
-        state = _guard.halt_state(self.store)
+        state = _halt.halt_state(self.store)
         waits = None
         if state["halted"]:
             waits = (f"a human: `locus approve {state['tag']}` (prints a resume token), then `locus resume --token <token>`; "
@@ -535,7 +536,7 @@ class Tools:
         policy = self._policy()
         what, where, changes, extra, _meta = _guard.normalise_operation(args["operation"])
         ev = _guard.evaluate(policy, changes, args.get("resources"), (), extra)
-        state = _guard.halt_state(self.store)
+        state = _halt.halt_state(self.store)
         requirement = policy.requirement(ev["risk"])
         reasons = []
         if state["halted"]:
@@ -686,7 +687,7 @@ def _client(info):
 
 
 def _os_user():
-    from ansible_collections.locus.infra.plugins.module_utils import _approval
+    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval
 
     return _approval.os_user()
 

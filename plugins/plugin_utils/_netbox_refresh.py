@@ -39,8 +39,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxError
-from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import (
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox import NetBoxError
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox_inventory import (
     DEVICE_ENDPOINT,
     DEVICE_FIELDS,
     VM_ENDPOINT,

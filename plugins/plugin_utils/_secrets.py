@@ -16,7 +16,7 @@ Only raw values are read: nothing is templated here (templating a variable can r
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 
 try:  # ansible-core >= 2.19: vaulted values are EncryptedString, or str tagged VaultedValue
     from ansible._internal._datatag._tags import VaultedValue

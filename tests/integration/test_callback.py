@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _store
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 from locus_testlib import REPO, VENV_BIN, raw_store_bytes, records_data, run_playbook
 
 HERE = Path(__file__).parent / "playbooks"

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _refs, _store
 from ansible_collections.locus.infra.plugins.plugin_utils import _cli
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs, _store
 from locus_testlib import REPO, VENV_BIN, run_playbook
 
 DEEP = "{\"a\":" + "[" * 60000 + "]" * 60000 + "}"

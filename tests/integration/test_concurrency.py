@@ -7,11 +7,11 @@ import sys
 import time
 from collections import defaultdict
 
-from ansible_collections.locus.infra.plugins.module_utils import _refs
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _refs
 
 WORKER = """
 import sys
-from ansible_collections.locus.infra.plugins.module_utils._store import open_store
+from ansible_collections.locus.infra.plugins.plugin_utils.store._store import open_store
 n, label = int(sys.argv[1]), sys.argv[2]
 store = open_store()
 print("ready", flush=True)

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _refs, _store
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _refs, _store
 
 
 def _seqs(tags):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _refs
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs
 from locus_testlib import attack_store, run_locus
 
 _attack = attack_store

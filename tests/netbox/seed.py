@@ -37,7 +37,7 @@ import pynetbox
 REPO = Path(__file__).resolve().parents[2]
 LAB_INVENTORY = REPO / "inventory" / "lab"
 
-ROLE_GROUPS = {  # the data model's default (plugins/module_utils/_netbox_inventory.py)
+ROLE_GROUPS = {  # the data model's default (plugins/plugin_utils/netbox/_netbox_inventory.py)
     "router": "routers",
     "k3s-server": "k3s_servers",
     "k3s-agent": "k3s_agents",

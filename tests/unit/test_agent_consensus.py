@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent, _agent_multi
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent, _agent_multi
 
 # Yes votes needed for 2/3 of rosters of 1..7, worked out by hand: ceil(2n/3).
 NEEDED_TWO_THIRDS = {1: 1, 2: 2, 3: 2, 4: 3, 5: 4, 6: 4, 7: 5}

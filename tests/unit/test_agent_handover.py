@@ -12,7 +12,7 @@ import string
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _handover
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _handover
 
 KEY = "0123456789abcdef0123456789abcdef"
 B64 = string.ascii_letters + string.digits + "+/"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent, _agent_prompts, _budget, _llm
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent, _agent_prompts, _budget, _llm
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval, _guard, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval, _guard, _halt, _policy
 
 KEY = b"an-approval-key-for-tests-0123456789"
 JOB = "LOCUS-JOB20250101-001"
@@ -216,10 +216,10 @@ def test_resume_needs_a_valid_token_for_the_current_halt(store, policy):
     with pytest.raises(_guard.Refused, match="signature does not match"):
         _guard.resume(store, policy, KEY, _tamper(_guard.approve(store, policy, halt["ref_tag"], key=KEY, approver="alice")["token"], approver="x"),
                       "ops", "test")
-    assert _guard.halt_state(store)["halted"] is True
+    assert _halt.halt_state(store)["halted"] is True
     first_token = _guard.approve(store, policy, halt["ref_tag"], key=KEY, approver="alice")["token"]
     out = _guard.resume(store, policy, KEY, first_token, "ops", "test")
-    assert out["changed"] is True and _guard.halt_state(store)["halted"] is False
+    assert out["changed"] is True and _halt.halt_state(store)["halted"] is False
     # the old HALT's token does not resume a new halt
     halt2 = _guard.halt(store, "incident 2", "ops", "test")
     with pytest.raises(_guard.Refused, match=f"this token is for {halt['ref_tag']}, but the current halt is {halt2['ref_tag']}"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard
 
 
 def test_approve_command_is_pasteable_with_spaces_in_paths():

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _budget, _datafile, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils import _datafile
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _budget
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
 
 
 def write(tmp_path, text, name="data.yml"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.locus.infra.plugins.module_utils import _llm
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _llm
 
 
 def schema(*names):

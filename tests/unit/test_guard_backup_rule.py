@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard_rules as rules
-from ansible_collections.locus.infra.plugins.module_utils import _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules as rules
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
 
 SETTINGS = _policy.load_policy().data["analysers"]
 

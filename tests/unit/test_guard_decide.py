@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard, _policy
 
 KEY = b"k" * 32
 PUBLIC_NGINX = {

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard_rules as rules
-from ansible_collections.locus.infra.plugins.module_utils import _policy, _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules as rules
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
 
 SETTINGS = _policy.load_policy().data["analysers"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.module_utils import _jsonschema
+from ansible_collections.locus.infra.plugins.plugin_utils import _jsonschema
 
 SCHEMA = {
     "type": "object",

@@ -158,8 +158,8 @@ def test_the_role_and_the_double_know_the_same_flags():
 
 
 def test_the_guard_treats_the_roles_server_changes_as_k3s_server_changes():
-    from ansible_collections.locus.infra.plugins.module_utils import _guard_rules as rules
-    from ansible_collections.locus.infra.plugins.module_utils import _policy
+    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules as rules
+    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
 
     settings = _policy.load_policy().data["analysers"]
 

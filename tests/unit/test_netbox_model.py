@@ -1,4 +1,4 @@
-"""The NetBox -> inventory data model (plugins/module_utils/_netbox_inventory.py) on API-shaped objects."""
+"""The NetBox -> inventory data model (plugins/plugin_utils/netbox/_netbox_inventory.py) on API-shaped objects."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import weakref
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxClient, NetBoxError, authorization_header
-from ansible_collections.locus.infra.plugins.module_utils._netbox_inventory import (
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox import NetBoxClient, NetBoxError, authorization_header
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox_inventory import (
     NIC_DEFAULTS,
     TAGGED_OBJECTS_MAX_RATIO,
     VM_FIELDS,
@@ -264,7 +264,7 @@ def test_tag_lists_other_errors_fail_incomplete_or_big_lists_mean_inline():
 @pytest.fixture
 def gc_state():
     """Restore the collector (enabled, nothing frozen, the module's flag) whatever a test did."""
-    from ansible_collections.locus.infra.plugins.module_utils import _netbox_inventory
+    from ansible_collections.locus.infra.plugins.plugin_utils.netbox import _netbox_inventory
 
     was = gc.isenabled()
     yield

@@ -12,10 +12,10 @@ import jinja2
 import pytest
 
 from ansible_collections.locus.infra.plugins.filter import nginx as nginx_filter
-from ansible_collections.locus.infra.plugins.module_utils import _guard_rules as rules
 from ansible_collections.locus.infra.plugins.module_utils import _nginx_model as model
 from ansible_collections.locus.infra.plugins.module_utils import _nginx_tree as tree
-from ansible_collections.locus.infra.plugins.module_utils import _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules as rules
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "nginx"
 SETTINGS = {

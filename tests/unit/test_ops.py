@@ -14,9 +14,10 @@ import pytest
 from ops_data import store_facts
 from webhook_receiver import Receiver
 
-from ansible_collections.locus.infra.plugins.module_utils import _budget, _guard, _policy
 from ansible_collections.locus.infra.plugins.module_utils import _ops_probe as op
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_facts, _ops_health, _ops_notify, _ops_report
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _budget
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_facts, _ops_health, _ops_notify, _ops_report
 
 BIRD = """BIRD 2.0.12 ready.
 Name       Proto      Table      State  Since         Info
@@ -229,7 +230,7 @@ def test_store_facts_count_activity_spend_and_waiting_decisions(store, policy):
 def test_a_tampered_chain_is_a_finding(tmp_path):
     import sqlite3
 
-    from ansible_collections.locus.infra.plugins.module_utils import _store
+    from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
     s = _store.open_store(state_dir=str(tmp_path))
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard_rules, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules, _policy
 
 
 def _key(seed):

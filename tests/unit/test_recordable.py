@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-from ansible_collections.locus.infra.plugins.module_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
 

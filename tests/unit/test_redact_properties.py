@@ -8,7 +8,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.locus.infra.plugins.module_utils import _redact, _store
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 # Text as Ansible hands it over: any code point, lone surrogates included (surrogateescape).
 TEXT = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()), max_size=200)

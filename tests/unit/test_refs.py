@@ -2,7 +2,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _refs
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _refs
 
 
 def test_format_pads_to_three_digits_and_grows_past_999():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.locus.infra.plugins.module_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 

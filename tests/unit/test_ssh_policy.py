@@ -10,9 +10,9 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.locus.infra.plugins.filter import ssh as ssh_filter
-from ansible_collections.locus.infra.plugins.module_utils import _guard_rules as rules
-from ansible_collections.locus.infra.plugins.module_utils import _policy
 from ansible_collections.locus.infra.plugins.module_utils import _ssh_policy as policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules as rules
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "common"
 # `ssh -Q kex` of Debian 12's OpenSSH 9.2p1 (1:9.2p1-2+deb12u6, as on the lab hosts: it knows OpenSSH 9.9's name

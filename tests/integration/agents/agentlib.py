@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent
 
 REVIEW_SCHEMA = {
     "type": "object",

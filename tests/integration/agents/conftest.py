@@ -58,7 +58,7 @@ def claude_env(claude, monkeypatch):
 
 @pytest.fixture
 def sqlite_store(tmp_path):
-    from ansible_collections.locus.infra.plugins.module_utils import _store
+    from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
     store = _store.open_store(state_dir=str(tmp_path / "state"))
     yield store

@@ -7,7 +7,7 @@ import json
 import pytest
 from agentlib import FACTS, REVIEW_SCHEMA, agent_records, ask, ledger
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent
 
 CLAUDE = {"backend": "anthropic", "lane": "enterprise", "model": "claude-sonnet-5-5"}
 
@@ -123,7 +123,7 @@ def test_unknown_model_price_is_refused_before_sending(store, claude, claude_env
 
 
 def test_no_agent_spends_tokens_while_halted(store, claude, claude_env):
-    from ansible_collections.locus.infra.plugins.module_utils import _guard
+    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard
 
     halt = _guard.halt(store, "runaway agents", "pytest", "test")
     with pytest.raises(_agent.AgentError, match="runaway agents") as info:

@@ -7,7 +7,8 @@ import multiprocessing
 import pytest
 from agentlib import REVIEW_SCHEMA, agent_records, ask, ledger
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent, _budget, _store
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent, _budget
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 CLAUDE = {"backend": "anthropic", "lane": "enterprise", "model": "claude-sonnet-5-5", "schema": REVIEW_SCHEMA, "max_tokens": 200}
 

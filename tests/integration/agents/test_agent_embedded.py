@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 from agentlib import FACTS, REVIEW_SCHEMA, agent_records, ask, ledger
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent
 
 INJECTION = {
     **FACTS,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agentlib import ledger
 
-from ansible_collections.locus.infra.plugins.module_utils import _store
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 from locus_testlib import run_playbook
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "agents_flow.yml"

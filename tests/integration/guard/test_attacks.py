@@ -19,7 +19,8 @@ import subprocess
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval, _audit, _guard, _policy, _refs, _store
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval, _guard, _halt, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs, _store
 from locus_testlib import REPO, VENV_BIN, attack_store, run_locus
 
 KEY = "an-approval-key-for-attack-tests-0123"
@@ -245,7 +246,7 @@ def test_an_agent_held_key_signs_and_resumes_a_halt(keys, open_test_store, tmp_p
         assert by_agent.returncode == 0 and "approved by alice" in by_agent.stdout, by_agent.stderr
         resumed = run_locus("resume", "--token", _token(by_file), env=agent_env)
         assert resumed.returncode == 0 and "by alice" in resumed.stdout, resumed.stderr
-        assert _guard.halt_state(open_test_store())["halted"] is False
+        assert _halt.halt_state(open_test_store())["halted"] is False
     finally:
         os.kill(pid, signal.SIGTERM)
     assert list(scratch.iterdir()) == []  # removed again
@@ -295,7 +296,7 @@ def test_malformed_fields_in_a_signed_token_exit_2_from_resume(env, open_test_st
     out = run_locus("resume", "--token", _hmac_token(json.dumps(missing, sort_keys=True, separators=(",", ":")).encode()), env=env)
     assert out.returncode == 2 and "missing exp" in out.stderr
     assert run_locus("resume", "--token", _token(run_locus("approve", halt_tag, env=env)) + "=", env=env).returncode == 2
-    assert _guard.halt_state(open_test_store())["halted"] is True
+    assert _halt.halt_state(open_test_store())["halted"] is True
     assert open_test_store().verify()["ok"]
 
 
@@ -305,7 +306,7 @@ def test_clearing_the_halt_in_its_table_is_refused(env, open_test_store):
     store = open_test_store()
     _attack(store, ("UPDATE locus_guard_halt SET halted = 0 WHERE id = 1", ()))
     with pytest.raises(_store.Tampered, match="the halt table was edited"):
-        _guard.check_halt(store)
+        _halt.check_halt(store)
     status = run_locus("status", env=env)
     assert status.returncode == 2 and "the halt table was edited" in status.stderr
     verified = run_locus("audit", "verify", env=env)
@@ -313,10 +314,10 @@ def test_clearing_the_halt_in_its_table_is_refused(env, open_test_store):
     # wind the epoch back as well, or point the row at an older record: still the trail's word
     _attack(store, ("UPDATE locus_guard_halt SET halted = 0, tag = NULL, epoch = 0 WHERE id = 1", ()))
     with pytest.raises(_store.Tampered):
-        _guard.halt_state(store)
+        _halt.halt_state(store)
     # putting the row back as the trail says makes the store usable again (still halted)
     _attack(store, ("UPDATE locus_guard_halt SET halted = 1, tag = ?, epoch = 1 WHERE id = 1", (halt_tag,)))
-    assert _guard.halt_state(store)["halted"] is True and store.verify()["ok"] is True
+    assert _halt.halt_state(store)["halted"] is True and store.verify()["ok"] is True
 
 
 def test_deleting_a_used_approval_does_not_make_it_usable_again(env, open_test_store):

@@ -46,7 +46,7 @@ def review(env, target, check=True, **extra):
 
 
 def records(env, prefix):
-    from ansible_collections.locus.infra.plugins.module_utils import _store
+    from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
     with _store.open_store(state_dir=env["LOCUS_STATE_DIR"]) as store:
         assert store.verify()["ok"]

@@ -95,7 +95,7 @@ def _report(store, reports):
 
 
 def test_a_session_lists_the_tools_calls_each_one_and_every_call_is_audited(store_env, open_test_store, tmp_path, planted_inventory):
-    from ansible_collections.locus.infra.plugins.module_utils import _guard, _policy
+    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard, _halt, _policy
 
     store = open_test_store()
     policy = _policy.load_policy()
@@ -181,7 +181,7 @@ def test_a_session_lists_the_tools_calls_each_one_and_every_call_is_audited(stor
                and r["mcp"]["lane"] == "private" and r["status"] == "ok" for r in research)
     assert research[1]["arguments"] == {"tag": decision["ref_tag"]}
     assert research[14]["arguments"]["operation"]["changes"][0]["args"]["password"] == "********"
-    assert store.verify()["ok"] and _guard.halt_state(store)["halted"] is False
+    assert store.verify()["ok"] and _halt.halt_state(store)["halted"] is False
     raw = raw_store_bytes(store)
     for secret in PLANTED:
         assert secret.encode() not in raw, secret
@@ -199,7 +199,7 @@ def test_the_handshake_era_works_too(tmp_path):
 
 
 def _open(env):
-    from ansible_collections.locus.infra.plugins.module_utils import _store
+    from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
     return _store.open_store(state_dir=env["LOCUS_STATE_DIR"])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.locus.infra.plugins.module_utils._store import open_store
+from ansible_collections.locus.infra.plugins.plugin_utils.store._store import open_store
 
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))

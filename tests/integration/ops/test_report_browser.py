@@ -12,8 +12,8 @@ import subprocess
 from browser import CHARTS_JS, Page
 from ops_data import store_facts
 
-from ansible_collections.locus.infra.plugins.module_utils import _policy
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_report
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_report
 from locus_testlib import REPO, VENV_BIN
 
 HOSTS = {

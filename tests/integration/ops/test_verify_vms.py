@@ -8,7 +8,7 @@ import json
 import yaml
 from doubles.proxmox_api import PveDouble
 
-from ansible_collections.locus.infra.plugins.module_utils import _store
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 from locus_testlib import REPO, run_playbook
 
 

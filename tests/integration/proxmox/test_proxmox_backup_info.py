@@ -9,7 +9,7 @@ import re
 import yaml
 from conftest import connection
 
-from ansible_collections.locus.infra.plugins.module_utils import _store
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 from locus_testlib import REPO, run_playbook
 
 

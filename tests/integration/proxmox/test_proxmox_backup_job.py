@@ -195,7 +195,7 @@ def test_missing_guest_is_a_warning_and_a_failed_backup(pve, guests, run_module)
 
 def test_the_guard_sees_a_check_mode_drop_as_backup_reduced(pve, guests, run_module):
     """The module's own check-mode diff is what the guard's change review gets."""
-    from ansible_collections.locus.infra.plugins.module_utils import _guard_rules, _policy
+    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules, _policy
 
     assert run_module("proxmox_backup_job", **daily())["rc"] == 0
     args = daily(vm_names=["db1"])

@@ -33,13 +33,17 @@ import os
 import shlex
 import time
 
-from ansible_collections.locus.infra.plugins.module_utils import (
-    _approval,
-    _audit,
-    _guard_rules,
+from ansible_collections.locus.infra.plugins.plugin_utils import (
     _jsonschema,
-    _policy,
     _redact,
+)
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import (
+    _approval,
+    _guard_rules,
+    _policy,
+)
+from ansible_collections.locus.infra.plugins.plugin_utils.store import (
+    _audit,
     _refs,
     _store,
 )

@@ -27,7 +27,7 @@ import hmac
 import json
 import re
 
-from ansible_collections.locus.infra.plugins.module_utils import _jsonschema
+from ansible_collections.locus.infra.plugins.plugin_utils import _jsonschema
 
 PAYLOAD_TYPE = "application/vnd.locus.handover+v1+json"
 CLASSIFICATIONS = ("private", "enterprise", "personal")

@@ -32,7 +32,8 @@ import os
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent_prompts, _budget, _jsonschema, _llm, _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _jsonschema, _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent_prompts, _budget, _llm
 
 LANES = ("private", "enterprise", "personal")
 ROLES = _agent_prompts.ROLES
@@ -180,11 +181,11 @@ def normalise(options, env=None):
 
 def check_halt(store):
     """Raise AgentError(kind='halt') while the emergency halt is set: no agent spends tokens then."""
-    from ansible_collections.locus.infra.plugins.module_utils import _guard
+    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _halt
 
     try:
-        _guard.check_halt(store)
-    except _guard.Halted as exc:
+        _halt.check_halt(store)
+    except _halt.Halted as exc:
         raise AgentError("halt", str(exc), halted=True, halt_ref_tag=exc.state.get("tag")) from None
 
 

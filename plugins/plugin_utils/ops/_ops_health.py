@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime
 
-from ansible_collections.locus.infra.plugins.module_utils import _guard_rules, _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules
 
 DOWN, WARN, UP = "down", "warn", "up"
 

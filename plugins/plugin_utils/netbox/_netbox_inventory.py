@@ -22,7 +22,7 @@ import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxError
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox import NetBoxError
 
 VM_ENDPOINT = "virtualization/virtual-machines"
 DEVICE_ENDPOINT = "dcim/devices"

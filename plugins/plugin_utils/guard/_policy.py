@@ -17,10 +17,11 @@ import json
 import os
 import re
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval, _datafile, _jsonschema
+from ansible_collections.locus.infra.plugins.plugin_utils import _datafile, _jsonschema
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval
 
 # realpath: a collection tree made of symlinks (pytest-ansible) still finds the data next to plugins/.
-DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "data", "guard"))
+DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "data", "guard"))
 DEFAULT_POLICY = os.path.join(DATA_DIR, "policy.yml")
 POLICY_SCHEMA = os.path.join(DATA_DIR, "policy.schema.json")
 REVIEW_SCHEMA = os.path.join(DATA_DIR, "review.schema.json")

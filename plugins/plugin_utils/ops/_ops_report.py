@@ -16,7 +16,7 @@ import html as _html
 import os
 import tempfile
 
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_charts, _ops_health
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_charts, _ops_health
 
 KINDS = ("status_report", "health_review")
 EMBEDDED_NOTE = (

@@ -19,8 +19,9 @@ import urllib.parse
 
 from ansible.module_utils import urls
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_health
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_health
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit
 
 MAX_LISTED = 15
 

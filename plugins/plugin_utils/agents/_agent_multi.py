@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.locus.infra.plugins.module_utils import _agent
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent
 
 VOTES = ("yes", "no", "abstain")
 VOTE_SCHEMA = {

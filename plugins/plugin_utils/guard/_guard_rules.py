@@ -24,7 +24,8 @@ import difflib
 import json
 import re
 
-from ansible_collections.locus.infra.plugins.module_utils import _nginx_model, _redact, _ssh_policy
+from ansible_collections.locus.infra.plugins.module_utils import _nginx_model, _ssh_policy
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 
 RULES = {
     "vm_delete": "deletes a virtual machine",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime
 
-from ansible_collections.locus.infra.plugins.module_utils import _budget, _guard
+from ansible_collections.locus.infra.plugins.plugin_utils.agents import _budget
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _halt
 
 TASK_OUTCOMES = ("ok", "changed", "failed", "unreachable", "skipped")
 REVIEW_KIND = "health_review"
@@ -41,14 +42,14 @@ def audit_activity(store, days=7, now=None):
         actions[action] = actions.get(action, 0) + 1
         day = ts[:10]
         if action == "TASK":
-            data = _guard._json(text)
+            data = _halt.record_data(text)
             status = data.get("status")
             if status == "ok" and data.get("changed"):
                 status = "changed"
             if day in per_day and status in per_day[day]:
                 per_day[day][status] += 1
             continue
-        data = _guard._json(text)
+        data = _halt.record_data(text)
         if action == "JOB":
             if data.get("event") == "start":
                 runs["started"] += 1
@@ -121,13 +122,13 @@ def spend(store, policy, days=7, now=None):
 
 def guard_state(store):
     """The emergency halt and the guard decisions still waiting for a human."""
-    state = _guard.halt_state(store)
+    state = _halt.halt_state(store)
     used = {r[0] for r in store.query("SELECT ref FROM locus_guard_approval_used")}
     rows = store.query("SELECT tag, ts, subject, data FROM locus_audit WHERE tag LIKE 'LOCUS-VALIDATE%' AND data LIKE ? "
                        "ORDER BY position DESC LIMIT 200", ('%"decision":"needs_approval"%',))
     waiting = []
     for tag, ts, subject, text in rows:
-        data = _guard._json(text)
+        data = _halt.record_data(text)
         if data.get("guard") == "decision" and data.get("decision") == "needs_approval" and tag not in used \
                 and int(data.get("epoch", -1)) == state["epoch"]:
             waiting.append({"tag": tag, "ts": ts, "subject": subject, "risk": data.get("risk")})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.locus.infra.plugins.module_utils._netbox import NetBoxClient, NetBoxError
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox import NetBoxClient, NetBoxError
 
 JOURNAL_ACTIONS = ("TASK", "JOB", "ARTIFACT", "AGENT", "RESOURCE", "NOTIFY", "RESEARCH", "DEPLOY", "VALIDATE",
                    "HANDOVER", "HALT", "APPROVAL")

@@ -23,9 +23,9 @@ import os
 import uuid
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
-from ansible_collections.locus.infra.plugins.module_utils import _datafile
+from ansible_collections.locus.infra.plugins.plugin_utils import _datafile
 
-DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "data", "agents"))
+DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "data", "agents"))
 DEFAULT_PRICES = os.path.join(DATA_DIR, "prices.yml")
 MICRO = Decimal(1_000_000)
 

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from ansible_collections.locus.infra.plugins.module_utils import _approval, _guard, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval, _guard, _halt, _policy
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 VIA = "locus CLI"
@@ -121,7 +121,7 @@ def cmd_resume(args, store):
 
 
 def cmd_status(args, store):
-    state = _guard.halt_state(store)
+    state = _halt.halt_state(store)
     print(json.dumps(state, indent=2, sort_keys=True))
     return EXIT_OK
 

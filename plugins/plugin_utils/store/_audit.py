@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 
-from ansible_collections.locus.infra.plugins.module_utils import _refs
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _refs
 
 GENESIS = "0" * 64
 # Deepest nesting of a record's data: far beyond any real record (redact() cuts at 20 levels),

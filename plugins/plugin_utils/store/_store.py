@@ -29,7 +29,8 @@ import sqlite3
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.locus.infra.plugins.module_utils import _audit, _redact, _refs
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs
 
 DEFAULT_STATE_DIR = "~/.local/state/locus"
 DB_NAME = "locus.db"
@@ -490,7 +491,7 @@ class Store:
         """
         result = _audit.verify(self.iter_records(), self.sequences(), head=head, find_hash=self._position_of_hash)
         if result["ok"]:
-            from ansible_collections.locus.infra.plugins.module_utils import _guard  # the guard builds on the store
+            from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard  # the guard builds on the store
 
             problem = _guard.tables_problem(self)
             if problem:
