@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.locus.infra.plugins.plugin_utils import _jsonschema, _redact
 from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent_prompts, _budget, _llm
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _halt
 
 LANES = ("private", "enterprise", "personal")
 ROLES = _agent_prompts.ROLES
@@ -181,8 +182,6 @@ def normalise(options, env=None):
 
 def check_halt(store):
     """Raise AgentError(kind='halt') while the emergency halt is set: no agent spends tokens then."""
-    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _halt
-
     try:
         _halt.check_halt(store)
     except _halt.Halted as exc:

@@ -11,7 +11,7 @@ refusals APPROVAL records, halts and resumes HALT records, all in the audit trai
 
 The emergency halt and the single use of approvals are derived from the hash-chained HALT
 and APPROVAL records themselves: the last halt/resume HALT record says whether locus.infra
-is halted (every plugin that changes something or spends tokens calls :func:`check_halt`
+is halted (every plugin that changes something or spends tokens calls :func:`_halt.check_halt`
 first), an ``accepted`` APPROVAL record says an approval was used. The tables
 ``locus_guard_halt`` and ``locus_guard_approval_used`` are kept as well and must agree with
 the records: an edited table is :class:`_store.Tampered` (fail closed), and so is a guard
@@ -40,6 +40,7 @@ from ansible_collections.locus.infra.plugins.plugin_utils import (
 from ansible_collections.locus.infra.plugins.plugin_utils.guard import (
     _approval,
     _guard_rules,
+    _halt,
     _policy,
 )
 from ansible_collections.locus.infra.plugins.plugin_utils.store import (
@@ -59,14 +60,6 @@ OPERATION_KEYS = {"what", "where", "changes", "diff", "changes_file", "findings"
 
 class GuardError(Exception):
     """Bad input to the guard: the message names what and where."""
-
-
-class Halted(Exception):
-    """locus.infra is halted; ``state`` holds the HALT tag, reason and since."""
-
-    def __init__(self, state):
-        super().__init__(halt_message(state))
-        self.state = state
 
 
 class Refused(Exception):
@@ -106,105 +99,20 @@ def check_generic_record(action, data):
         raise GuardError(f"the data key {RESERVED_KEY!r} is reserved for the guard's own records")
 
 
-_COLUMNS = "position, tag, ts, subject, data, prev_hash, hash"
-_LIKE = {"HALT": "tag LIKE 'LOCUS-HALT%'", "APPROVAL": "tag LIKE 'LOCUS-APPROVAL%'"}  # as in the partial indexes
-
-
-def _sound(query, rec):
-    problem = _store.chain_problem(query, rec)
-    if problem:
-        raise _store.Tampered(f"the guard refuses to go on: {problem}; run `locus audit verify`")
-    return rec
-
-
-def chained_record(query, tag):
-    """The record of ``tag`` (None when there is none); :class:`_store.Tampered` outside the chain."""
-    rows = query(f"SELECT {_COLUMNS} FROM locus_audit WHERE tag = ?", (tag,))  # noqa: S608 - constant columns
-    return _sound(query, _audit.row_dict(rows[0])) if rows else None
-
-
-def _guard_records(query, action, batch=50, naming=None):
-    """HALT or APPROVAL records, newest first, each checked as a link of the chain; with ``naming``
-    only those whose data holds ``"ref":"<naming>"`` (the single-use check stays cheap however
-    long the trail; a record edited to name another ref is caught by the table cross-check)."""
-    before = None
-    while True:
-        sql = f"SELECT {_COLUMNS} FROM locus_audit WHERE {_LIKE[action]}"  # noqa: S608 - constants
-        params = []
-        if naming is not None:
-            sql += " AND data LIKE ?"
-            params.append(f"%{_audit.canonical_json({'ref': naming})[1:-1]}%")
-        if before is not None:
-            sql += " AND position < ?"
-            params.append(before)
-        rows = query(sql + f" ORDER BY position DESC LIMIT {int(batch)}", params)
-        for row in rows:
-            rec = _sound(query, _audit.row_dict(row))
-            yield rec, _json(rec["data"])
-        if len(rows) < batch:
-            return
-        before = rows[-1][0]
-
-
-def _ts_of(rec):
-    return rec["ts"][:19] + "Z"
-
-
-_NOT_HALTED = {"halted": False, "tag": None, "reason": None, "since": None, "by": None, "epoch": 0}
-
-
-def _chain_halt_state(query):
-    for rec, data in _guard_records(query, "HALT"):
-        if data.get("event") == "halt":
-            return {"halted": True, "tag": rec["tag"], "reason": data.get("reason"), "since": _ts_of(rec),
-                    "by": data.get("user"), "epoch": int(data.get("epoch", 0))}
-        if data.get("event") == "resume":
-            halted = chained_record(query, str(data.get("halt")))
-            hdata = _json(halted["data"]) if halted else {}
-            return {"halted": False, "tag": data.get("halt"), "reason": hdata.get("reason"),
-                    "since": _ts_of(halted) if halted else None, "by": hdata.get("user"), "epoch": int(data.get("epoch", 0))}
-    return dict(_NOT_HALTED)
-
-
-def _halt_table_problem(query, state):
-    rows = query("SELECT halted, tag, epoch FROM locus_guard_halt WHERE id = 1")
-    if not rows:
-        return "the row of locus_guard_halt was deleted"
-    halted, tag, epoch = bool(rows[0][0]), rows[0][1], int(rows[0][2])
-    if (halted, tag, epoch) != (state["halted"], state["tag"], state["epoch"]):
-        return (f"locus_guard_halt says halted={int(halted)} tag={tag} epoch={epoch}, but the audit trail says "
-                f"halted={int(state['halted'])} tag={state['tag']} epoch={state['epoch']}: the halt table was edited")
-    return None
-
-
-def halt_state(store, tx=None):
-    """``{halted, tag, reason, since, by, epoch}``, derived from the trail's last HALT record.
-
-    :class:`_store.Tampered` when that record is not a sound link of the chain or the halt table
-    disagrees with it (fail closed: an edited table neither clears nor sets a halt).
-    """
-    query = tx.query if tx is not None else store.query
-    state = _chain_halt_state(query)
-    problem = _halt_table_problem(query, state)
-    if problem:
-        raise _store.Tampered(f"the guard refuses to go on: {problem}; run `locus audit verify`")
-    return state
-
-
 def _used_records(query, ref=None):
     """``{ref: (approval tag, used at)}`` of the ``accepted`` APPROVAL records (of ``ref`` only, if given)."""
     used = {}
-    for rec, data in _guard_records(query, "APPROVAL", naming=ref):
+    for rec, data in _halt.guard_records(query, "APPROVAL", naming=ref):
         if data.get("event") == "accepted" and data.get("ref") and (ref is None or data["ref"] == ref):
-            used.setdefault(data["ref"], (rec["tag"], _ts_of(rec)))
+            used.setdefault(data["ref"], (rec["tag"], _halt.ts_of(rec)))
     return used
 
 
 def tables_problem(store):
     """Why the guard's tables disagree with the HALT/APPROVAL records, or None (for ``verify``)."""
     try:
-        state = _chain_halt_state(store.query)
-        problem = _halt_table_problem(store.query, state)
+        state = _halt.chain_halt_state(store.query)
+        problem = _halt.table_problem(store.query, state)
         if problem:
             return problem
         chain = _used_records(store.query)
@@ -219,29 +127,13 @@ def tables_problem(store):
     return None
 
 
-def halt_message(state):
-    return (
-        f"locus.infra is HALTED by {state['tag']} since {state['since']} ({state['by']}): {state['reason']}. "
-        f"Plugins that change anything or spend tokens refuse to run until a human resumes: "
-        f"`locus approve {state['tag']}` then `locus resume --token …`."
-    )
-
-
-def check_halt(store):
-    """Raise :class:`Halted` when the emergency halt is set."""
-    state = halt_state(store)
-    if state["halted"]:
-        raise Halted(state)
-    return state
-
-
 def halt(store, reason, user, via, context=None, check_mode=False):
     """Set the emergency halt (a HALT record). Halting while halted changes nothing."""
     reason = _redact.redact_text(" ".join(str(reason or "").split()))
     if not reason:
         raise GuardError("an emergency halt needs a reason")
     with store.transaction() as tx:
-        state = halt_state(store, tx)
+        state = _halt.halt_state(store, tx)
         if state["halted"]:
             return {"changed": False, "halted": True, "halt": state,
                     "msg": f"already halted by {state['tag']} since {state['since']}: {state['reason']}"}
@@ -256,13 +148,13 @@ def halt(store, reason, user, via, context=None, check_mode=False):
             "UPDATE locus_guard_halt SET halted = 1, tag = ?, reason = ?, since = ?, by_user = ?, epoch = ? WHERE id = 1",
             (tag, reason, since, user, epoch),
         )
-        state = halt_state(store, tx)
+        state = _halt.halt_state(store, tx)
     return {"changed": True, "halted": True, "halt": state, "ref_tag": tag, "msg": f"HALTED by {tag}: {reason}"}
 
 
 def resume(store, policy, key, token, user, via, context=None, check_mode=False, now=None):
     """Clear the halt with a valid resume token. Raises :class:`Refused` (recorded) otherwise."""
-    state = halt_state(store)
+    state = _halt.halt_state(store)
     if not state["halted"]:
         return {"changed": False, "halted": False, "halt": state, "msg": "locus.infra is not halted; nothing to resume"}
     fp = _approval.fingerprint(token)
@@ -274,7 +166,7 @@ def resume(store, policy, key, token, user, via, context=None, check_mode=False,
     except _approval.TokenRefused as exc:
         reason, payload = exc.reason, exc.payload
     with store.transaction() as tx:
-        state = halt_state(store, tx)
+        state = _halt.halt_state(store, tx)
         if not state["halted"]:
             return {"changed": False, "halted": False, "halt": state, "msg": "locus.infra is not halted; nothing to resume"}
         if reason is None:
@@ -323,7 +215,7 @@ def _resume_problem(tx, policy, payload, state):
 
 
 def _record_hash(tx, tag):
-    rec = chained_record(tx.query, tag)
+    rec = _halt.chained_record(tx.query, tag)
     return rec["hash"] if rec else None
 
 
@@ -365,8 +257,8 @@ def approve(store, policy, ref, key=None, signer=None, approver=None, via="cli",
     base = {**(context or {}), "ref": ref, "approver": approver, "via": via, "user": _approval.os_user()}
     problem, info = None, {}
     with store.transaction() as tx:
-        state = halt_state(store, tx)
-        rec = chained_record(tx.query, ref)
+        state = _halt.halt_state(store, tx)
+        rec = _halt.chained_record(tx.query, ref)
         if rec is None:
             problem = f"no audit record with tag {ref}"
         elif action == "HALT":
@@ -376,7 +268,7 @@ def approve(store, policy, ref, key=None, signer=None, approver=None, via="cli",
             elif state["tag"] != ref:
                 problem = f"{ref} is not the current halt (that is {state['tag']})"
         elif action == "VALIDATE":
-            data = _json(rec["data"])
+            data = _halt.record_data(rec["data"])
             info = {"kind": "change", "digest": data.get("digest"), "subject": data.get("what"), "data": data}
             problem = _genuine_problem(data) or _approvable_problem(data, state)
         else:
@@ -428,14 +320,6 @@ def _approvable_problem(data, state):
     if int(data.get("epoch", -1)) != state["epoch"]:
         return "this decision was made before the last emergency halt; review the change again"
     return None
-
-
-def _json(text):
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # ------------------------------------------------------------------ operation ----------------
@@ -631,7 +515,7 @@ def decide(store, policy, operation, resources=None, reviews=None, approval=None
     now = int(time.time() if now is None else now)
     token = d.verify_token(approval, key_loader, now)
     with store.transaction() as tx:
-        d.state = halt_state(store, tx)
+        d.state = _halt.halt_state(store, tx)
         d.judge(tx, approval, token, now)
         d.record(tx)
     return d.result(store, context_chars)
@@ -798,10 +682,10 @@ def _check_approval(tx, policy, approval, token_payload, token_problem, digest, 
 
 
 def _decision_record(tx, ref):
-    rec = chained_record(tx.query, ref)
+    rec = _halt.chained_record(tx.query, ref)
     if rec is None:
         return None, None
-    return _json(rec["data"]), rec["ts"]
+    return _halt.record_data(rec["data"]), rec["ts"]
 
 
 def _bound_problem(tx, ref, digest, state):
