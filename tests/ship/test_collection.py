@@ -14,7 +14,9 @@ from conftest import TARBALL_NAME, VERSION, clean_env, run
 
 from locus_testlib import REPO, VENV_BIN
 
-ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
+# The nspawn lab is development tooling of the checkout (galaxy.yml's manifest leaves it out, docs/lab.md).
+LAB = ("roles/lab/", "plugins/modules/lab_process.py", "plugins/action/lab_process.py", "playbooks/lab_", "playbooks/demo_lab.yml")
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir() and f"roles/{p.name}/" not in LAB)
 
 
 def tar_files(path):
@@ -43,6 +45,20 @@ def test_the_tarball_holds_the_collection_and_nothing_of_the_development_tree(ta
     for role in ROLES:  # Galaxy's importer refuses a collection whose roles have no README
         assert f"roles/{role}/README.md" in files, f"role {role} has no README.md"
         assert f"roles/{role}/meta/argument_specs.yml" in files
+
+
+def test_the_lab_stays_in_the_checkout_and_nothing_shipped_needs_it(tarball):
+    files = tar_files(tarball)
+    lab = sorted(f for f in git_files() if f.startswith(LAB))
+    assert "roles/lab/tasks/main.yml" in lab and "plugins/modules/lab_process.py" in lab, lab  # the prefixes still name the lab
+    assert not set(lab) & files, sorted(set(lab) & files)
+    with tarfile.open(tarball) as tar:  # a shipped playbook, role or plugin that used the lab would fail for users
+        for m in tar.getmembers():
+            if m.isfile() and m.name.startswith(("playbooks/", "roles/", "plugins/", "meta/")):
+                text = tar.extractfile(m).read().decode("utf-8", errors="replace")
+                for needle in ("lab_process", "locus.infra.lab\n", "role: lab\n", "lab_up.yml", "lab_down.yml", "lab_app.yml",
+                               "lab_ollama.yml", "demo_lab.yml"):
+                    assert needle not in text, f"{m.name} ships a use of the development lab ({needle.strip()})"
 
 
 def test_by_products_in_the_checkout_never_reach_the_tarball(tmp_path):
@@ -94,7 +110,7 @@ def test_galaxy_metadata_is_real_and_depends_only_on_what_runs(tarball):
 def test_ansible_doc_lists_every_plugin_of_the_installed_collection(user):
     proc = user("ansible-doc", "-l", "locus.infra", "--json")
     listed = set(json.loads(proc.stdout))
-    modules = {f"locus.infra.{p.stem}" for p in (REPO / "plugins" / "modules").glob("*.py")}
+    modules = {f"locus.infra.{p.stem}" for p in (REPO / "plugins" / "modules").glob("*.py") if f"plugins/modules/{p.name}" not in LAB}
     assert modules <= listed, sorted(modules - listed)
     for kind, pattern in (("callback", "*.py"), ("lookup", "*.py"), ("inventory", "*.py"), ("filter", "*.yml")):
         names = {f"locus.infra.{p.stem}" for p in (REPO / "plugins" / kind).glob(pattern) if p.stem != "__init__"}
