@@ -1,0 +1,99 @@
+"""The folders say where code runs (docs/architecture.md): checked on the source, by import graph."""
+
+from __future__ import annotations
+
+import ast
+
+from locus_testlib import REPO
+
+PLUGINS = REPO / "plugins"
+OURS = "ansible_collections.locus.infra.plugins."
+# The one import inside a function: Store.verify asks the guard whether its tables agree with the
+# trail, and the guard is built on the store (a module-level import would be a cycle).
+FUNCTION_LEVEL_ALLOWED = {("plugin_utils/store/_store.py", "plugin_utils.guard._guard")}
+
+
+def _imports(path):
+    """(module below plugins., inside a function?) for every import of this collection in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    inner = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            inner |= {id(n) for n in ast.walk(fn)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}:{node.lineno}: relative import; use {OURS}...")
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(OURS):
+            base = node.module[len(OURS):]
+            for alias in node.names:
+                name = f"{base}.{alias.name}"
+                is_module = (PLUGINS / (name.replace(".", "/") + ".py")).is_file()
+                found.append((name if is_module else base, id(node) in inner))
+        elif isinstance(node, ast.Import):
+            found += [(a.name[len(OURS):], id(node) in inner) for a in node.names if a.name.startswith(OURS)]
+    return found
+
+
+def _closure(starts):
+    """The modules loaded with ``starts`` (module-level imports)."""
+    seen, todo = set(), list(starts)
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        path = PLUGINS / (mod.replace(".", "/") + ".py")
+        if path.is_file():
+            todo += [m for m, inner in _imports(path) if not inner]
+    return seen
+
+
+def _target_modules():
+    return sorted(p for p in (PLUGINS / "modules").glob("*.py") if "AnsibleModule(" in p.read_text(encoding="utf-8"))
+
+
+def test_target_modules_and_module_utils_import_no_controller_code():
+    """What Ansible ships to a host (a module and the module_utils it imports) must not need plugin_utils."""
+    sources = _target_modules() + sorted((PLUGINS / "module_utils").rglob("*.py"))
+    assert len(sources) > 15
+    for path in sources:
+        bad = [m for m, _ in _imports(path) if not m.startswith("module_utils.")]
+        assert not bad, f"{path.relative_to(REPO)} runs on targets but imports {bad}"
+
+
+def test_module_utils_holds_only_what_target_modules_or_filters_use():
+    """Controller-only code (used only by action/callback/lookup/inventory plugins) belongs in plugin_utils."""
+    users = [*_target_modules(), *sorted((PLUGINS / "filter").glob("*.py"))]
+    reached = _closure(m for p in users for m, _ in _imports(p))  # (no function-level imports there, see below)
+    for path in sorted((PLUGINS / "module_utils").rglob("*.py")):
+        mod = "module_utils." + path.relative_to(PLUGINS / "module_utils").with_suffix("").as_posix().replace("/", ".")
+        assert mod in reached, f"{path.relative_to(REPO)} is used by no target module or filter: move it to plugin_utils/"
+
+
+def test_documentation_shells_have_an_action_plugin_and_no_code():
+    shells = sorted(set((PLUGINS / "modules").glob("*.py")) - set(_target_modules()))
+    assert "agent.py" in {p.name for p in shells} and "guard.py" in {p.name for p in shells}
+    for path in shells:
+        assert (PLUGINS / "action" / path.name).is_file(), f"{path.relative_to(REPO)} documents an action plugin that does not exist"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        code = [n for n in tree.body if not isinstance(n, (ast.Assign, ast.Expr, ast.ImportFrom))]
+        assert not code and not _imports(path), f"{path.relative_to(REPO)} is a documentation shell and holds code"
+
+
+def test_no_function_level_imports_of_the_collection():
+    """Imports at module level (the halt check included): dependencies visible at the top, cycles impossible to hide."""
+    found = set()
+    for path in sorted(PLUGINS.rglob("*.py")):
+        rel = path.relative_to(PLUGINS).as_posix()
+        found |= {(rel, m) for m, inner in _imports(path) if inner}
+    assert found == FUNCTION_LEVEL_ALLOWED
+
+
+def test_the_halt_check_is_imported_by_the_agents_the_action_plugins_and_the_guard():
+    halt = "plugin_utils.guard._halt"
+    for rel in ("plugin_utils/agents/_agent.py", "plugin_utils/_action.py", "plugin_utils/guard/_guard.py"):
+        assert (halt, False) in _imports(PLUGINS / rel), rel
+    # and it needs only the store: checking the halt does not load the guard's rules, policy or the agents
+    assert _closure([halt]) - {halt} <= {"plugin_utils.store._store", "plugin_utils.store._audit", "plugin_utils.store._refs",
+                                         "plugin_utils._redact"}
