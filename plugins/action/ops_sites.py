@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_sites
 from ansible_collections.locus.infra.plugins.plugin_utils._action import LocusAction, LocusActionError
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_sites
 
 
 class ActionModule(LocusAction):

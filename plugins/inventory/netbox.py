@@ -166,14 +166,6 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.vars.reserved import get_reserved_names
 
-from ansible_collections.locus.infra.plugins.plugin_utils._netbox_refresh import (
-    FullBuild,
-    ServerClock,
-    SnapshotStore,
-    anchor,
-    anchor_probes,
-    incremental,
-)
 from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox import NetBoxClient, NetBoxError, authorization_header
 from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox_inventory import (
     DEVICE_FIELDS,
@@ -181,6 +173,14 @@ from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox_invento
     Builder,
     gc_for_inventory,
     read_objects,
+)
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox_refresh import (
+    FullBuild,
+    ServerClock,
+    SnapshotStore,
+    anchor,
+    anchor_probes,
+    incremental,
 )
 
 CACHE_FORMAT = 1

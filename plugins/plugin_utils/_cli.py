@@ -19,8 +19,9 @@ import re
 import sys
 import traceback
 
-from ansible_collections.locus.infra.plugins.plugin_utils import _mcp, _redact
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval, _guard, _guard_cli, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.mcp import _mcp
 from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs, _store
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USAGE = 0, 1, 2

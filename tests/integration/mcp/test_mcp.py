@@ -301,7 +301,7 @@ def test_non_utf8_and_raw_protocol_input(tmp_path):
 
 def test_text_that_is_not_utf8_reaching_a_tool_is_refused_and_recorded_escaped(tmp_path):
     """Should a lone surrogate get past a transport, the tool refuses it; the record holds it escaped."""
-    from ansible_collections.locus.infra.plugins.plugin_utils import _mcp_tools
+    from ansible_collections.locus.infra.plugins.plugin_utils.mcp import _mcp_tools
 
     store = _open({"LOCUS_STATE_DIR": str(tmp_path / "state")})
     result, is_error = _mcp_tools.Tools(store).call("audit_search", {"subject": "a\udcffb"}, {"name": "in-process"})

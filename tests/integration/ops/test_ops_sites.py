@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.plugin_utils import _ops_sites
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_sites
 
 
 class _Slow(http.server.BaseHTTPRequestHandler):

@@ -27,7 +27,7 @@ import sys
 import time
 
 from ansible_collections.locus.infra.plugins.plugin_utils import _jsonschema, _redact, _secrets
-from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard, _halt, _policy
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval, _guard, _halt, _policy
 from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs, _store
 
 MAX_ARGS_BYTES = 256 * 1024  # a described change with its diff fits; anything larger is refused unread
@@ -687,8 +687,6 @@ def _client(info):
 
 
 def _os_user():
-    from ansible_collections.locus.infra.plugins.plugin_utils.guard import _approval
-
     return _approval.os_user()
 
 

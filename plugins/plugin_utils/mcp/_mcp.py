@@ -52,7 +52,7 @@ def _sdk():
 def build_server(tools, version=""):
     """The SDK's low-level server with our tools: JSON schemas in, structured content out."""
     Server, types = _sdk()
-    from ansible_collections.locus.infra.plugins.plugin_utils import _mcp_tools
+    from ansible_collections.locus.infra.plugins.plugin_utils.mcp import _mcp_tools
 
     listed = [
         types.Tool(name=name, description=desc, input_schema=schema_in, output_schema=schema_out,
@@ -169,7 +169,7 @@ def cmd_mcp(args, store):
     """Run the server until its client goes away (stdio) or it is interrupted (HTTP)."""
     try:
         _sdk()
-        from ansible_collections.locus.infra.plugins.plugin_utils import _mcp_tools
+        from ansible_collections.locus.infra.plugins.plugin_utils.mcp import _mcp_tools
 
         policy = _policy.load_policy(args.policy)  # fail at start on a bad policy, not at the first call
         lane = args.lane or policy.data["lanes"]["default"]
