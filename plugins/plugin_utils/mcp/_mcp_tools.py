@@ -525,7 +525,7 @@ class Tools:
             else:
                 item["waits_for"] = (f"a human approval: `locus approve {rec['tag']}` (then the run again with the token), "
                                      "or the AWX workflow's approval node")
-            issued = [d for _r, d in _guard._guard_records(self.store.query, "APPROVAL", naming=rec["tag"]) if d.get("event") == "issued"]
+            issued = [d for _r, d in _halt.guard_records(self.store.query, "APPROVAL", naming=rec["tag"]) if d.get("event") == "issued"]
             if issued:
                 item["approval_issued"] = {"approver": issued[0].get("approver"), "expires": issued[0].get("expires")}
             pending.append(item)
