@@ -51,7 +51,7 @@ def test_inventory_tools_read_the_netbox_plugin(netbox, default_inventory, tmp_p
     refused = _session({**env, "NETBOX_TOKEN": "0123456789" * 4}, source, [("inventory_hosts", {})])[0]
     assert refused.is_error and "inventory_hosts: the inventory" in refused.structured_content["error"]
     assert "403" in refused.structured_content["error"] or "401" in refused.structured_content["error"]
-    from ansible_collections.locus.infra.plugins.module_utils import _store
+    from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
     with _store.open_store(state_dir=env["LOCUS_STATE_DIR"]) as store:
         raw = json.dumps([r for r in store.iter_records()])
