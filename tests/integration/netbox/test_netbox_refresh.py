@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.locus.infra.plugins.plugin_utils._netbox_refresh import _auth_key
+from ansible_collections.locus.infra.plugins.plugin_utils.netbox._netbox_refresh import _auth_key
 
 REFRESH = re.compile(r"locus\.infra\.netbox: refresh: (incremental|full)(?: \((.*)\))?, .*?(\d+) objects fetched")
 PASSWORD = "A-long-test-password-4711"  # noqa: S105 - throw-away users of the test NetBox
