@@ -44,7 +44,7 @@ class Ops:
         return proc.stdout
 
     def store(self):
-        from ansible_collections.locus.infra.plugins.module_utils import _store
+        from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
         return _store.open_store(state_dir=str(self.state))
 
