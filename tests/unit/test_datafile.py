@@ -1,4 +1,4 @@
-"""The one strict YAML loader for data files (module_utils._datafile), and its two users:
+"""The one strict YAML loader for data files (plugin_utils._datafile), and its two users:
 the guard policy and the agents' price table."""
 
 from __future__ import annotations

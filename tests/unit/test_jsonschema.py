@@ -1,4 +1,4 @@
-"""The one JSON-schema adapter (module_utils._jsonschema): drafts, error choice, paths."""
+"""The one JSON-schema adapter (plugin_utils._jsonschema): drafts, error choice, paths."""
 
 from __future__ import annotations
 
