@@ -20,6 +20,7 @@ APT_PACKAGES := python3 python3-venv python3-dev git rsync sqlite3 ca-certificat
 	postgresql-15 postgresql-client-15 \
 	redis-server \
 	debootstrap systemd-container iptables iproute2 openssh-client apt-cacher-ng \
+	bird2 \
 	shellcheck \
 	chromium
 
