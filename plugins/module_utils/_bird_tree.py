@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.locus.infra.plugins.module_utils._nginx_tree import (  # noqa: F401 - re-exported for the module
+from ansible_collections.locus.infra.plugins.module_utils._nginx_tree import (
     Entry,
     Lock,
     TreeError,
@@ -44,6 +44,10 @@ from ansible_collections.locus.infra.plugins.module_utils._nginx_tree import (  
     relabel,
 )
 from ansible_collections.locus.infra.plugins.module_utils._ops_probe import parse_bird_protocols
+
+# The module uses the tree helpers through this module (one import for the BIRD transaction).
+__all__ = ["Bird", "Entry", "Lock", "Transaction", "TreeError", "check_relpath", "compare", "established", "group_id", "parse_mode",
+           "read_live", "required_sessions", "write_entries"]
 
 _ERROR_LINE = re.compile(r"^[89][0-9]{3}[ -]|[Uu]nable")
 _CODE = re.compile(r"^[0-9]{4}[ -]")

@@ -375,3 +375,12 @@ def test_the_change_review_never_sees_a_password_in_the_module_arguments():
     args = {"secret_files": [{"path": "locus/secrets.conf",
                               "content": 'define locus_password_rtr2_v4 = "lab-md5-v4";\ndefine locus_password_x = "Zq8#kk2";\n'}]}
     assert "lab-md5" not in repr(changes_callback._safe(args)) and "Zq8" not in repr(changes_callback._safe(args))
+
+
+def test_ansible_doc_works_for_the_bird_plugins_and_role():
+    bin_dir = Path(sys.executable).parent
+    for args in (["locus.infra.bird_tree"], ["-t", "filter", "locus.infra.bird2_problems"], ["-t", "filter", "locus.infra.bird2_model"],
+                 ["-t", "filter", "locus.infra.bird2_sessions"], ["-t", "role", "locus.infra.bird2"]):
+        proc = subprocess.run([str(bin_dir / "ansible-doc"), *args], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[2], check=False)
+        assert proc.returncode == 0 and args[-1] in proc.stdout, (args, proc.stderr)
