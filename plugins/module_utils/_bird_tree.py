@@ -300,10 +300,13 @@ class Transaction:
         if changed:
             self.validate(entries)
         if not pending:
-            self.snapshot()
-        self.write(entries)
+            try:
+                self.snapshot()
+            except OSError as exc:
+                raise TreeError(f"cannot keep the running tree in {self.rollback_dir}, nothing was changed: {exc}", "apply") from exc
         state = {"armed": False, "expired": False, "before": []}
         try:
+            self.write(entries)
             result = self._commit(state)
         except TreeError as exc:
             self._rollback(exc, state, pending)
