@@ -44,6 +44,7 @@ from ansible_collections.locus.infra.plugins.module_utils._nginx_tree import (
     relabel,
 )
 from ansible_collections.locus.infra.plugins.module_utils._ops_probe import parse_bird_protocols
+from ansible_collections.locus.infra.plugins.module_utils._retry import WaitTimeout, poll
 
 # The module uses the tree helpers through this module (one import for the BIRD transaction).
 __all__ = ["Bird", "Entry", "Lock", "Transaction", "TreeError", "check_relpath", "compare", "established", "group_id", "parse_mode",
@@ -198,7 +199,7 @@ class Transaction:
 
     def __init__(self, bird, conf_dir, main_file="bird.conf", tree="locus", stage_parent="/run/locus-bird2",
                  rollback_dir=None, sessions=(), confirm_sessions="established", confirm_wait=60, configure_timeout=180,
-                 poll=2.0, clock=time.monotonic, sleep=time.sleep):
+                 clock=time.monotonic, sleep=time.sleep):
         self.bird = bird
         self.conf_dir = conf_dir
         self.main_file = main_file
@@ -209,7 +210,6 @@ class Transaction:
         self.confirm_sessions = confirm_sessions
         self.confirm_wait = confirm_wait
         self.configure_timeout = configure_timeout
-        self.poll = poll
         self.clock = clock
         self.sleep = sleep
         self.log = []  # what happened, in order
@@ -284,14 +284,19 @@ class Transaction:
         self.log.append(f"restored the previous files in {self.conf_dir}")
 
     # ---------------------------------------------------------------- the sessions
-    def wait(self, required, wait_for, deadline):
-        """Poll until every session of ``wait_for`` is Established or ``deadline``; returns the last protocols."""
-        while True:
-            protocols = self.bird.protocols()
-            up = established(protocols)
-            if all(s in up for s in wait_for) or self.clock() >= deadline:
-                return protocols
-            self.sleep(self.poll)
+    def wait(self, wait_for, timeout):
+        """Poll until every session of ``wait_for`` is Established or ``timeout`` seconds passed; returns the last protocols."""
+        last = []
+
+        def check():
+            last[:] = self.bird.protocols()
+            up = established(last)
+            return last if all(s in up for s in wait_for) else None
+
+        try:
+            return poll(check, timeout=max(timeout, 0), interval=0.5, cap=2.0, sleep=self.sleep, clock=self.clock)
+        except WaitTimeout:
+            return last
 
     # ---------------------------------------------------------------- the transaction
     def apply(self, entries, changed, pending):
@@ -330,9 +335,8 @@ class Transaction:
         if not ok:
             raise TreeError(f"birdc configure timeout {self.configure_timeout} failed: {_oneline(out)}", "configure")
         state["armed"] = True
-        started = self.clock()
         self.log.append(f"loaded with BIRD's undo timer of {self.configure_timeout} s")
-        protocols = self.wait(required, wait_for, started + self.confirm_wait) if wait_for else []
+        protocols = self.wait(wait_for, self.confirm_wait) if wait_for else []
         up = established(protocols)
         missing = [s for s in required if s not in up]
         if missing:
@@ -364,7 +368,7 @@ class Transaction:
         back = []
         if state["armed"] and state["before"]:
             wanted = [s for s in self.sessions if s in state["before"]]
-            back = established(self.wait(wanted, wanted, self.clock() + self.confirm_wait)) if wanted else []
+            back = established(self.wait(wanted, self.confirm_wait)) if wanted else []
         what = ("undone - BIRD runs the previous configuration again" if state["armed"]
                 else "undone by BIRD's own timer" if state["expired"] else "not loaded")
         exc.args = (f"the change was {what} and the previous files are back in {self.conf_dir} (at '{exc.stage}'): {exc}",)

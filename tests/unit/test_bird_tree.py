@@ -83,7 +83,7 @@ class Lab:
         self.bird = bt.Bird(BIRD, BIRDC, self.sock)
 
     def transaction(self, **kw):
-        opts = {"sessions": ["b"], "confirm_sessions": "established", "confirm_wait": 20, "configure_timeout": 60, "poll": 0.5}
+        opts = {"sessions": ["b"], "confirm_sessions": "established", "confirm_wait": 20, "configure_timeout": 60}
         opts.update(kw)
         return bt.Transaction(self.bird, self.conf, "bird.conf", "locus", self.stage, **opts)
 
