@@ -46,9 +46,9 @@ from ansible_collections.locus.infra.plugins.module_utils._nginx_tree import (
 from ansible_collections.locus.infra.plugins.module_utils._ops_probe import parse_bird_protocols
 from ansible_collections.locus.infra.plugins.module_utils._retry import WaitTimeout, poll
 
-# The module uses the tree helpers through this module (one import for the BIRD transaction).
-__all__ = ["Bird", "Entry", "Lock", "Transaction", "TreeError", "check_relpath", "compare", "established", "group_id", "parse_mode",
-           "read_live", "required_sessions", "write_entries"]
+# The API the module and the tests use (some of it is nginx_tree's, shared).
+__all__ = ["Bird", "Entry", "Transaction", "TreeError", "compare", "established", "read_live", "required_sessions", "run",
+           "write_entries"]
 
 _ERROR_LINE = re.compile(r"^[89][0-9]{3}[ -]|[Uu]nable")
 _CODE = re.compile(r"^[0-9]{4}[ -]")
@@ -378,3 +378,86 @@ class Transaction:
 
 def _oneline(text):
     return "; ".join(line.strip() for line in (text or "").splitlines()[1:] if line.strip()) or (text or "").strip()
+
+
+# ------------------------------------------------------------------ the module's job -----------
+LOCK_FILE = "/run/lock/locus-bird-tree.lock"
+DEFAULT_SOCKET = "/run/bird/bird.ctl"
+
+
+def run(module):
+    """Everything ``locus.infra.bird_tree`` does: check the options, compare the desired tree with
+    the live one, then validate it (check mode) or apply it in one transaction under the lock.
+
+    Returns the module result; raises :class:`TreeError` whose ``extra`` is the result so far.
+    """
+    p = module.params
+    tree = p["tree"].strip("/")
+    if not tree or "/" in tree or tree.startswith("."):
+        raise TreeError(f"tree must be one directory name inside conf_dir, got {p['tree']!r}", "validate")
+    desired = desired_entries(p)
+    bird = Bird(p["bird_binary"], p["birdc_binary"], p["control_socket"])
+    transaction = Transaction(bird, p["conf_dir"], p["main_file"], tree, p["stage_dir"], p["rollback_dir"], p["sessions"],
+                              p["confirm_sessions"], p["confirm_wait"], p["configure_timeout"])
+    if module.check_mode:
+        result, changed = _differences(module, transaction, desired)
+        if changed and p["validate_in_check_mode"]:
+            # The daemon's own check only where a daemon answers (not before BIRD is installed).
+            _fail_with(result, transaction.validate, desired, daemon=os.path.exists(p["control_socket"] or DEFAULT_SOCKET))
+            result["log"] = transaction.log
+        return result
+    if not os.path.isdir(p["conf_dir"]):
+        raise TreeError(f"{p['conf_dir']} does not exist (is BIRD installed?)", "validate")
+    with Lock(LOCK_FILE):
+        # Compared under the lock: another run may have changed the tree while this one waited.
+        result, changed = _differences(module, transaction, desired)
+        if result["changed"]:
+            result.update(_fail_with(result, transaction.apply, desired, changed, result["pending"]))
+    return result
+
+
+def _fail_with(result, step, *args, **kwargs):
+    """Run a step; its TreeError carries the result so far (nothing applied: untouched, or rolled back)."""
+    try:
+        return step(*args, **kwargs)
+    except TreeError as exc:
+        result.update(exc.extra)
+        result["changed"] = False
+        exc.extra = result
+        raise
+
+
+def desired_entries(params):
+    """The desired tree from the options ``files`` and ``secret_files``. Raises TreeError (stage ``validate``)."""
+    tree, out, seen = params["tree"].strip("/"), [], set()
+    try:
+        mode = parse_mode(params["mode"], 0o640)
+        group_id(params["group"])
+        for kind, items in (("files", params["files"]), ("secret_files", params["secret_files"])):
+            for n, f in enumerate(items):
+                path = check_relpath(f["path"], params["main_file"], tree)
+                if path in seen:
+                    raise ValueError(f"{kind}[{n}]: {path} is given twice")
+                seen.add(path)
+                out.append(Entry(path, f["content"], mode, group=params["group"], secret=kind == "secret_files"))
+    except ValueError as exc:
+        raise TreeError(str(exc), "validate") from None
+    if params["main_file"] not in seen:
+        raise TreeError(f"files must include the main file {params['main_file']}", "validate")
+    if params["configure_timeout"] < params["confirm_wait"] + 30:
+        raise TreeError(f"configure_timeout ({params['configure_timeout']} s) must be at least confirm_wait + 30 "
+                        f"({params['confirm_wait'] + 30:g} s), or BIRD's timer undoes the change before it can be confirmed",
+                        "validate")
+    return out
+
+
+def _differences(module, transaction, desired):
+    """``(result, changed)``: the file differences (and diff) against the live tree, and whether the files differ."""
+    p = module.params
+    live = read_live(p["conf_dir"], p["main_file"], p["tree"].strip("/")) if os.path.isdir(p["conf_dir"]) else {}
+    changes, diffs = compare(desired, live, p["conf_dir"])
+    pending = transaction.pending()
+    result = {"changed": bool(changes) or pending, "changes": changes, "pending": pending}
+    if module._diff and diffs:
+        result["diff"] = diffs
+    return result, bool(changes)

@@ -213,8 +213,6 @@ log:
   elements: str
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.locus.infra.plugins.module_utils import _bird_tree as bt
@@ -246,73 +244,12 @@ ARGUMENT_SPEC = {
 }
 
 
-def entries(module):
-    """The desired tree as Entry objects; a bad path or mode fails the task (stage ``validate``)."""
-    p = module.params
-    tree, out, seen = p["tree"].strip("/"), [], set()
-    try:
-        mode = bt.parse_mode(p["mode"], 0o640)
-        bt.group_id(p["group"])
-        for kind, items in (("files", p["files"]), ("secret_files", p["secret_files"])):
-            for n, f in enumerate(items):
-                path = bt.check_relpath(f["path"], p["main_file"], tree)
-                if path in seen:
-                    raise ValueError(f"{kind}[{n}]: {path} is given twice")
-                seen.add(path)
-                out.append(bt.Entry(path, f["content"], mode, group=p["group"], secret=kind == "secret_files"))
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), stage="validate")
-    if p["main_file"] not in seen:
-        module.fail_json(msg=f"files must include the main file {p['main_file']}", stage="validate")
-    if p["configure_timeout"] < p["confirm_wait"] + 30:
-        module.fail_json(msg=f"configure_timeout ({p['configure_timeout']} s) must be at least confirm_wait + 30 "
-                             f"({p['confirm_wait'] + 30:g} s), or BIRD's timer undoes the change before it can be confirmed",
-                         stage="validate")
-    return out
-
-
-def differences(module, transaction, desired):
-    """``(result, changed)``: the file differences (and diff) against the live tree, and whether to load."""
-    p = module.params
-    live = bt.read_live(p["conf_dir"], p["main_file"], p["tree"].strip("/")) if os.path.isdir(p["conf_dir"]) else {}
-    changes, diffs = bt.compare(desired, live, p["conf_dir"])
-    pending = transaction.pending()
-    result = {"changed": bool(changes) or pending, "changes": changes, "pending": pending}
-    if module._diff and diffs:
-        result["diff"] = diffs
-    return result, bool(changes)
-
-
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    p = module.params
-    tree = p["tree"].strip("/")
-    if not tree or "/" in tree or tree.startswith("."):
-        module.fail_json(msg=f"tree must be one directory name inside conf_dir, got {p['tree']!r}", stage="validate")
-    desired = entries(module)
-    bird = bt.Bird(p["bird_binary"], p["birdc_binary"], p["control_socket"])
-    transaction = bt.Transaction(bird, p["conf_dir"], p["main_file"], tree, p["stage_dir"], p["rollback_dir"], p["sessions"],
-                                 p["confirm_sessions"], p["confirm_wait"], p["configure_timeout"])
-    result = {}
     try:
-        if module.check_mode:
-            result, changed = differences(module, transaction, desired)
-            if changed and p["validate_in_check_mode"]:
-                # The daemon's own check only where a daemon answers (not before BIRD is installed).
-                transaction.validate(desired, daemon=os.path.exists(p["control_socket"] or "/run/bird/bird.ctl"))
-                result["log"] = transaction.log
-            module.exit_json(**result)
-        if not os.path.isdir(p["conf_dir"]):
-            module.fail_json(msg=f"{p['conf_dir']} does not exist (is BIRD installed?)", stage="validate")
-        with bt.Lock("/run/lock/locus-bird-tree.lock"):
-            # Compared under the lock: another run may have changed the tree while this one waited.
-            result, changed = differences(module, transaction, desired)
-            if result["changed"]:
-                result.update(transaction.apply(desired, changed, result["pending"]))
+        result = bt.run(module)
     except bt.TreeError as exc:
-        result.update(exc.extra)
-        result["changed"] = False  # nothing applied: untouched, or rolled back to the previous tree
-        module.fail_json(msg=str(exc), stage=exc.stage, **result)
+        module.fail_json(msg=str(exc), stage=exc.stage, **exc.extra)
     module.exit_json(**result)
 
 
