@@ -372,3 +372,38 @@ def test_backup_checks_judge_each_vm_the_inventory_describes(policy):
     page = _ops_report.html(_ops_report.status_document({"backups": {"vms": vms, "max_age_hours": 26, "info": info}}, policy,
                                                         "LOCUS-ARTIFACT20261206-009", backup_tags={"web1": "LOCUS-VALIDATE20261206-001"}))
     assert 'data-chart="backups"' in page and "LOCUS-VALIDATE20261206-001" in page and "1 of 5 VM(s)" in page
+
+
+def test_reviewers_read_the_same_facts_when_only_volatile_numbers_change():
+    """Two reviews of the same state differ in percentages, counts, days left, cursors and times: the
+    reviewers' input (and so the agents' cache key) must not; a new finding or a higher risk must change it."""
+    def guard_findings(pct, journal, days, position, error):
+        return [
+            {"rule": "resource_pressure", "risk": "medium", "message": f"web1 memory at {pct}% (warning threshold 80%)",
+             "evidence": {"resource": "web1", "metric": "memory", "percent": pct}},
+            {"rule": "journal_errors", "risk": "low", "message": f"{journal} journal error(s) on rtr1",
+             "evidence": {"host": "rtr1", "count": journal, "units": [{"unit": "bird.service", "count": journal}], "cursor": f"s={position}"}},
+            {"rule": "cert_expiring", "risk": "medium", "message": f"the certificate of www expires in {days} day(s)",
+             "evidence": {"host": "web1", "site": "www", "days_left": days, "not_after": f"2026-12-{10 + days}"}},
+            {"rule": "site_down", "risk": "high", "message": f"site api on web1 answered {error}",
+             "evidence": {"host": "web1", "site": "api", "status": None, "error": error, "elapsed_ms": position}},
+            {"rule": "audit_chain_broken", "risk": "critical", "message": f"record #{position} was modified",
+             "evidence": {"host": "controller", "kind": "modified", "position": position, "tag": f"LOCUS-TASK20261206-{position:03d}"}},
+        ]
+
+    first = _ops_health.review_facts(guard_findings(83.41, 12, 5, 7, "timed out after 3.02 s"))
+    second = _ops_health.review_facts(list(reversed(guard_findings(86.9, 57, 4, 9, "timed out after 3.71 s"))))
+    assert first == second
+    assert [f["rule"] for f in first] == ["audit_chain_broken", "site_down", "cert_expiring", "resource_pressure", "journal_errors"]
+    assert {"rule": "resource_pressure", "risk": "medium", "resource": "web1", "metric": "memory"} in first
+    assert {"rule": "journal_errors", "risk": "low", "host": "rtr1", "count": "10-99"} in first
+    # what decides still shows: another order of magnitude, a higher risk, one more finding
+    assert _ops_health.review_facts(guard_findings(83.41, 120, 5, 7, "x")) != first
+    raised = guard_findings(83.41, 12, 5, 7, "x")
+    raised[0]["risk"] = "high"
+    assert _ops_health.review_facts(raised) != first
+    assert len(_ops_health.review_facts(guard_findings(83.41, 12, 5, 7, "x") + [{"rule": "unit_failed", "risk": "high",
+                                                                                "evidence": {"host": "rtr2", "unit": "bird"}}])) == 6
+    assert len(_ops_health.review_facts(guard_findings(83.41, 12, 5, 7, "x"), limit=2)) == 2
+    with pytest.raises(_ops_health.OpsError, match=r"findings\[0\] is not a finding"):
+        _ops_health.review_facts([{"message": "no rule"}])

@@ -12,6 +12,7 @@ a report and a guard decision never disagree about "too full".
 from __future__ import annotations
 
 import datetime
+import json
 
 from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules
@@ -186,6 +187,36 @@ def _magnitude(count):
 
 def _finding(rule, message, **evidence):
     return {"rule": rule, "message": clean(message), "evidence": _redact.redact(evidence)}
+
+
+# What the reviewers may see of a finding's evidence: what and where, never a number that moves between
+# two reviews of the same state (percent, days left, cursor, position, time) - the agents' answers are
+# cached by their input, so a volatile number would ask the model again on every run.
+_REVIEW_KEYS = ("host", "resource", "metric", "unit", "active", "state", "site", "status", "session", "node", "scope", "kind", "check")
+_RISK_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def review_facts(found, limit=25):
+    """The reviewers' view of the guard's ``findings``: rule, risk and the stable evidence, counts bucketed.
+
+    Sorted (most risky first) and deduplicated, so two runs over the same state give the same list
+    (and so the same agent cache key); at most ``limit`` facts. The findings themselves still go to
+    the guard unchanged: this only decides what the model reads.
+    """
+    if not isinstance(found, list):
+        raise OpsError(f"review_facts: findings must be a list, got {type(found).__name__}")
+    facts = {}
+    for n, f in enumerate(found):
+        if not isinstance(f, dict) or not f.get("rule"):
+            raise OpsError(f"review_facts: findings[{n}] is not a finding (a mapping with a rule)")
+        ev = f.get("evidence") if isinstance(f.get("evidence"), dict) else {}
+        fact = {"rule": str(f["rule"]), "risk": str(f.get("risk") or "unknown")}
+        fact.update({k: clean(ev[k], 80) for k in _REVIEW_KEYS if isinstance(ev.get(k), (str, int)) and not isinstance(ev[k], bool)})
+        if isinstance(ev.get("count"), int) and ev["count"] > 0:
+            fact["count"] = _magnitude(ev["count"])
+        facts[json.dumps(fact, sort_keys=True)] = fact
+    ordered = sorted(facts.items(), key=lambda kv: (_RISK_ORDER.get(kv[1]["risk"], 4), kv[0]))
+    return [fact for _, fact in ordered][:limit]
 
 
 def findings(hosts, sites=(), store_facts=None, cert_warn_days=14, budget_warn_percent=85.0):
