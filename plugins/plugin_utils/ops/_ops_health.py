@@ -216,7 +216,7 @@ def review_facts(found, limit=25):
             fact["count"] = _magnitude(ev["count"])
         facts[json.dumps(fact, sort_keys=True)] = fact
     ordered = sorted(facts.items(), key=lambda kv: (_RISK_ORDER.get(kv[1]["risk"], 4), kv[0]))
-    return [fact for _, fact in ordered][:limit]
+    return [fact for _key, fact in ordered][:limit]
 
 
 def findings(hosts, sites=(), store_facts=None, cert_warn_days=14, budget_warn_percent=85.0):
