@@ -60,14 +60,14 @@ def test_target_modules_and_module_utils_import_no_controller_code():
     sources = _target_modules() + sorted((PLUGINS / "module_utils").rglob("*.py"))
     assert len(sources) > 15
     for path in sources:
-        bad = [m for m, _ in _imports(path) if not m.startswith("module_utils.")]
+        bad = [m for m, _inner in _imports(path) if not m.startswith("module_utils.")]
         assert not bad, f"{path.relative_to(REPO)} runs on targets but imports {bad}"
 
 
 def test_module_utils_holds_only_what_target_modules_or_filters_use():
     """Controller-only code (used only by action/callback/lookup/inventory plugins) belongs in plugin_utils."""
     users = [*_target_modules(), *sorted((PLUGINS / "filter").glob("*.py"))]
-    reached = _closure(m for p in users for m, _ in _imports(p))  # (no function-level imports there, see below)
+    reached = _closure(m for p in users for m, _inner in _imports(p))  # (no function-level imports there, see below)
     for path in sorted((PLUGINS / "module_utils").rglob("*.py")):
         mod = "module_utils." + path.relative_to(PLUGINS / "module_utils").with_suffix("").as_posix().replace("/", ".")
         assert mod in reached, f"{path.relative_to(REPO)} is used by no target module or filter: move it to plugin_utils/"
