@@ -241,7 +241,7 @@ def anchor(probe_results, clock_date):
     elif count == len(tail):  # the whole log is young: nothing before it
         settled = tail[0]["id"] - 1
     else:
-        raise FullBuild(f"no snapshot kept: more than {len(tail)} changes in the last {OVERLAP}")
+        raise FullBuild(f"no snapshot kept: more than {len(tail)} changes in the last {OVERLAP.seconds // 60} minutes")
     return {"netbox_version": probe_results["status"], "custom_field_refs": probe_results["custom_fields"],
             "hwm": {"id": head["id"], "time": head["time"].isoformat()},
             "seen": [c["id"] for c in tail if c["id"] > settled], "settled": settled}
