@@ -39,7 +39,7 @@ def mcp_calls(env, name, args, calls):
         async with Client(params, client_info=mcp_types.Implementation(name="bench", version="1")) as client:
             await client.call_tool(name, args)  # warm: imports, first query
             times = []
-            for _ in range(calls):
+            for _call in range(calls):
                 start = time.perf_counter()
                 result = await client.call_tool(name, args)
                 times.append(time.perf_counter() - start)
@@ -51,7 +51,7 @@ def mcp_calls(env, name, args, calls):
 
 def cli_calls(env, argv, calls):
     times = []
-    for _ in range(calls):
+    for _call in range(calls):
         start = time.perf_counter()
         subprocess.run([LOCUS, *argv], env=env, capture_output=True, check=True)
         times.append(time.perf_counter() - start)

@@ -54,7 +54,7 @@ def test_inventory_tools_read_the_netbox_plugin(netbox, default_inventory, tmp_p
     from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
     with _store.open_store(state_dir=env["LOCUS_STATE_DIR"]) as store:
-        raw = json.dumps([r for r in store.iter_records()])
+        raw = json.dumps(list(store.iter_records()))
         assert store.verify()["ok"] and netbox.token_v1 not in raw and "0123456789" * 4 not in raw
         statuses = [json.loads(r["data"])["status"] for r in store.iter_records()]
     assert statuses == ["ok", "ok", "refused"]

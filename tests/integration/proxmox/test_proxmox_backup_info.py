@@ -105,7 +105,7 @@ def test_status_report_records_and_shows_backup_coverage(pve, tmp_path):
     assert checks["scratch"][1]["detail"]["error"] == "no backup job covers it"
     assert checks["web2"][1]["passed"] is False and checks["web2"][1]["detail"]["error"] == "only disabled backup jobs select it"
     assert checks["ghost"][1]["detail"]["error"] == "no VM ghost in the cluster"
-    assert records[tag.group(1)]["validate"] == sorted(t for t, _ in checks.values())
+    assert records[tag.group(1)]["validate"] == sorted(check[0] for check in checks.values())
     md = (tmp_path / "reports" / f"status_report-{tag.group(1)}.md").read_text()
     assert "1 of 5 VM(s) covered by an enabled backup job with a backup younger than 26 h: FAILED: db1" in md
     assert re.search(rf"\| web1 \| web1 \(101\) \| daily \| 20\d\d-[-\dT:]+Z \| 3(\.\d+)? \| passed \| {checks['web1'][0]} \|", md)
