@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_health
+from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_health, _ops_report
 
 
 def ops_review_facts(findings, limit=25):
@@ -17,6 +17,11 @@ def ops_review_facts(findings, limit=25):
         raise AnsibleFilterError(str(exc)) from None
 
 
+def embedded_advisory(backends):
+    """The note that the embedded backend's verdict is advisory, when ``backends`` include it; else ``""``."""
+    return _ops_report.embedded_advisory(backends)
+
+
 class FilterModule:
     def filters(self):
-        return {"ops_review_facts": ops_review_facts}
+        return {"ops_review_facts": ops_review_facts, "embedded_advisory": embedded_advisory}

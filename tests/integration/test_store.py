@@ -238,3 +238,25 @@ def test_find_takes_every_value_literally_on_both_engines(store):
     assert [r["tag"] for r in store.find(action="TASK", limit=1)] == [b]
     ts = store.get(b)["ts"]
     assert [r["tag"] for r in store.find(since=ts, until=ts)] == [b]
+
+
+def test_ops_reads_on_both_engines(store):
+    """The reads behind the status report and the heartbeat (ops_facts, ops_notify): records since a
+    timestamp, the ledger per day and agent, used approvals, and find inside a write transaction."""
+    first = store.record("TASK", "one", {"status": "ok"})
+    since = store.get(first)["ts"]
+    second = store.record("NOTIFY", "beat", {"heartbeat": "a_b", "state": "down"})
+    store.record("NOTIFY", "beat", {"heartbeat": "aXb", "state": "up"})  # `_` is no wildcard
+    assert [r[0] for r in store.audit_since(since)][:2] == [first, second]
+    assert store.audit_since("9999") == []
+    with store.transaction() as tx:
+        assert [r["tag"] for r in tx.find(action="NOTIFY", fields={"heartbeat": "a_b"}, limit=1)] == [second]
+        for rid, day, agent in (("r1", "20260101", "x"), ("r2", "20260102", "x"), ("r3", "20260102", "y"), ("r4", "20260102", "y")):
+            tx.ledger_reserve(rid, day, "t", agent=agent, backend="embedded", model="m", lane="l", estimate_micro=100, estimate_tokens=5)
+        tx.ledger_settle("r2", input_tokens=3, output_tokens=4, cost_micro=70, tag=first)
+        tx.ledger_release("r4")
+        tx.execute("INSERT INTO locus_guard_approval_used (ref, used_at, approval_tag, method) VALUES (?, ?, ?, ?)",
+                   (first, "t", "LOCUS-APPROVAL20260101-001", "token"))
+    rows = [tuple(int(v) if i > 1 else v for i, v in enumerate(r)) for r in store.ledger_per_day("20260102")]
+    assert rows == [("20260102", "x", 70, 7, 1), ("20260102", "y", 100, 0, 1)]
+    assert store.approvals_used() == {first}

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import jinja2
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.locus.infra.plugins.filter.audit import audit_run_summary
+from ansible_collections.locus.infra.plugins.filter.ops import embedded_advisory
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "playbooks" / "templates" / "demo_agents_report.md.j2"
 
@@ -62,6 +64,7 @@ def render(backend):
               "cached": False, "output": {"risk": "low", "summary": "fine", "findings": []}}
     # trim_blocks as ansible.builtin.template renders it
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True)  # noqa: S701 - Markdown, not HTML
+    env.filters["locus.infra.embedded_advisory"] = embedded_advisory
     return env.from_string(TEMPLATE.read_text()).render(
         demo_review_job="J1", demo_artifact={"ref_tag": "LOCUS-ARTIFACT20261206-008"}, demo_security=review,
         demo_devops=review, demo_check={"ref_tag": "LOCUS-AGENT20261206-003", "cost_usd": 0.0, "verifier": "devops",
@@ -84,3 +87,19 @@ def test_a_report_on_the_embedded_backend_says_its_verdict_is_advisory():
     text = render("embedded")
     assert "**Advisory only.**" in text and "the deterministic findings - the guard's analysers" in text
     assert "USD\n\n> **Advisory only.**" in text and "(docs/agents.md).\n\n## Facts reviewed" in text
+    assert "11 times of 12" in text
+
+
+def test_the_change_review_says_the_embedded_verdict_is_advisory_as_the_demo_report_does():
+    """playbooks/change_review.yml's own expression and condition, rendered on both kinds of answers."""
+    play = yaml.safe_load((TEMPLATE.parents[1] / "change_review.yml").read_text())
+    task = next(t for b in play[0]["tasks"] for t in b.get("block", []) if t["name"] == "Say that the embedded backend's verdict is advisory")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - plain text
+    env.filters["locus.infra.embedded_advisory"] = embedded_advisory
+    demo_note = render("embedded").split("> **Advisory only.** ", 1)[1].split("\n", 1)[0]
+    for backends, expected in ((["ollama", "embedded"], demo_note), (["ollama", "anthropic"], ""), ([], "")):
+        answers = {"results": [{"backend": b} for b in backends] + [{"failed": True, "msg": "unavailable"}]}
+        note = env.from_string(task["vars"]["review_advisory"]).render(review_answers=answers)
+        assert note == expected
+        assert env.compile_expression(task["when"])(review_advisory=note) is bool(expected)
+    assert task["ansible.builtin.debug"]["msg"].startswith("Advisory only. ")

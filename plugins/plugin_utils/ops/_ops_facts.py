@@ -36,7 +36,7 @@ def audit_activity(store, days=7, now=None):
     validate = {"passed": 0, "failed": 0, "allow": 0, "needs_approval": 0, "deny": 0}
     guard = {"halts": 0, "resumes": 0, "approvals_issued": 0, "approvals_used": 0, "approvals_refused": 0}
     actions, failed_runs = {}, []
-    rows = store.query("SELECT tag, ts, data FROM locus_audit WHERE ts >= ? ORDER BY position", (dates[0],))
+    rows = store.audit_since(dates[0])
     for tag, ts, text in rows:
         action = tag.split("-")[1].rstrip("0123456789")
         actions[action] = actions.get(action, 0) + 1
@@ -92,12 +92,7 @@ def spend(store, policy, days=7, now=None):
     budgets = policy.data["budgets"]
     # The ledger keys days as YYYYMMDD (_budget.utc_day); reports show YYYY-MM-DD.
     ledger_day = {d.replace("-", ""): d for d in dates}
-    rows = store.query(
-        "SELECT day, agent, COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_micro_usd ELSE cost_micro_usd END), 0), "
-        "COALESCE(SUM(input_tokens + output_tokens), 0), COUNT(*) FROM locus_agent_ledger "
-        "WHERE day >= ? AND state <> 'released' GROUP BY day, agent ORDER BY day, agent",
-        (dates[0].replace("-", ""),),
-    )
+    rows = store.ledger_per_day(dates[0].replace("-", ""))
     per_day = dict.fromkeys(dates, 0)
     today, agents = dates[-1], {}
     for day, agent, micro, tokens, calls in rows:
@@ -123,24 +118,21 @@ def spend(store, policy, days=7, now=None):
 def guard_state(store):
     """The emergency halt and the guard decisions still waiting for a human."""
     state = _halt.halt_state(store)
-    used = {r[0] for r in store.query("SELECT ref FROM locus_guard_approval_used")}
-    rows = store.query("SELECT tag, ts, subject, data FROM locus_audit WHERE tag LIKE 'LOCUS-VALIDATE%' AND data LIKE ? "
-                       "ORDER BY position DESC LIMIT 200", ('%"decision":"needs_approval"%',))
+    used = store.approvals_used()
     waiting = []
-    for tag, ts, subject, text in rows:
-        data = _halt.record_data(text)
-        if data.get("guard") == "decision" and data.get("decision") == "needs_approval" and tag not in used \
+    for rec in store.find(action="VALIDATE", fields={"decision": "needs_approval"}, limit=200):
+        data = _halt.record_data(rec["data"])
+        if data.get("guard") == "decision" and data.get("decision") == "needs_approval" and rec["tag"] not in used \
                 and int(data.get("epoch", -1)) == state["epoch"]:
-            waiting.append({"tag": tag, "ts": ts, "subject": subject, "risk": data.get("risk")})
+            waiting.append({"tag": rec["tag"], "ts": rec["ts"], "subject": rec["subject"], "risk": data.get("risk")})
     return {"halt": state, "waiting_approval": waiting[:20]}
 
 
 def last_review(store, kind=REVIEW_KIND):
     """``{tag, ts, epoch}`` of the last report of ``kind`` (an ARTIFACT record), or None."""
-    rows = store.query("SELECT tag, ts FROM locus_audit WHERE tag LIKE 'LOCUS-ARTIFACT%' AND data LIKE ? "
-                       "ORDER BY position DESC LIMIT 1", (f'%"report":"{kind}"%',))
+    rows = store.find(action="ARTIFACT", fields={"report": kind}, limit=1)
     if not rows:
         return None
-    tag, ts = rows[0]
+    tag, ts = rows[0]["tag"], rows[0]["ts"]
     when = datetime.datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
     return {"tag": tag, "ts": ts, "epoch": int(when.timestamp())}

@@ -21,7 +21,6 @@ from ansible.module_utils import urls
 
 from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_health
-from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit
 
 MAX_LISTED = 15
 
@@ -41,16 +40,14 @@ def endpoint(url):
 
 def previous(tx, name):
     """The data of this heartbeat's last NOTIFY record, or None."""
-    pattern = f'%"heartbeat":{_audit.canonical_json(name)}%'
-    rows = tx.query("SELECT tag, data FROM locus_audit WHERE tag LIKE 'LOCUS-NOTIFY%' AND data LIKE ? ORDER BY position DESC LIMIT 1",
-                    (pattern,))
+    rows = tx.find(action="NOTIFY", fields={"heartbeat": name}, limit=1)
     if not rows:
         return None
     try:
-        data = json.loads(rows[0][1])
+        data = json.loads(rows[0]["data"])
     except ValueError:
         return None
-    return dict(data, tag=rows[0][0]) if isinstance(data, dict) else None
+    return dict(data, tag=rows[0]["tag"]) if isinstance(data, dict) else None
 
 
 def payload(name, summary, previous_state, job, topic):

@@ -19,10 +19,20 @@ import tempfile
 from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_charts, _ops_health
 
 KINDS = ("status_report", "health_review")
+# Every report made from agent reviews carries this when they came from the embedded backend
+# (here, and through the locus.infra.embedded_advisory filter in the playbooks' reports).
 EMBEDDED_NOTE = (
-    "The reviews were made on the embedded backend (SmolLM2-135M): a model this small carries no real judgement, "
-    "so its verdict is advisory only. The deterministic findings decide; use the Ollama or Anthropic backend for a real review."
+    "The embedded backend runs a 135M-parameter model (SmolLM2-135M) so that the pipeline works offline; a model this small "
+    'cannot judge risk (on a labelled set of risky changes it answered "low" 11 times of 12), so its verdict is advisory only: '
+    "the deterministic findings - the guard's analysers, `verify`, the audit trail - decide. "
+    "For a real review use the Ollama or Anthropic backend (docs/agents.md)."
 )
+
+
+def embedded_advisory(backends):
+    """:data:`EMBEDDED_NOTE` when ``backends`` (one name or several) include the embedded one, else ``""``."""
+    backends = [backends] if isinstance(backends, str) else list(backends or ())
+    return EMBEDDED_NOTE if "embedded" in backends else ""
 
 
 def _pct(value):
@@ -257,7 +267,7 @@ def health_document(data, policy, ref_tag, now=None):
         review_blocks.append(_para(f"Cross-check by the {check.get('verifier', 'orchestrator')} ({check.get('ref_tag', '-')}): "
                                    f"{'agrees' if check.get('agree') else 'DISAGREES'}."))
         review_blocks.append(_items(check.get("issues") or []))
-    if data.get("backend") == "embedded":
+    if embedded_advisory(data.get("backend") or ""):
         review_blocks.insert(0, _para(EMBEDDED_NOTE))
     if ai:
         review_blocks.append(_table(["risk", "rule", "finding"], [[f.get("risk"), f["rule"], f["message"]] for f in ai]))

@@ -203,6 +203,30 @@ def _checked(action, subject, data):
     return data
 
 
+def _find(query, action, subject, fields, since, until, limit):
+    """:meth:`Store.find` through ``query`` (a store's or a write transaction's)."""
+
+    def like(text):
+        return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+    sql, params = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE 1 = 1", []
+    if action:
+        sql += " AND tag LIKE ?"
+        params.append(f"LOCUS-{_refs.check_action(action)}2%")
+    if subject:
+        sql += " AND LOWER(subject) LIKE ? ESCAPE '\\'"
+        params.append(like(subject.lower()))
+    for key, value in sorted((fields or {}).items()):
+        sql += " AND data LIKE ? ESCAPE '\\'"
+        params.append(like(_audit.canonical_json({key: value})[1:-1]))
+    for value, op in ((since, ">="), (until, "<=")):
+        if value:
+            sql += f" AND ts {op} ?"
+            params.append(value)
+    rows = query(sql + " ORDER BY position DESC LIMIT ?", (*params, int(limit)))
+    return [_audit.row_dict(r) for r in rows]
+
+
 class Transaction:
     """SQL inside one write transaction, with ``?`` placeholders on both engines."""
 
@@ -219,6 +243,10 @@ class Transaction:
 
     def record(self, action, subject, data=None):
         return self.record_many([(action, subject, data)])[0]
+
+    def find(self, action=None, subject=None, fields=None, since=None, until=None, limit=100):
+        """:meth:`Store.find` inside this transaction."""
+        return _find(self.query, action, subject, fields, since, until, limit)
 
     # -- the agents' spending ledger (rows: reserved -> spent or released) ------------------------
     def ledger_used(self, day, agent=None):
@@ -451,26 +479,25 @@ class Store:
         contains ``subject`` (case-insensitive), whose data holds ``"key":value`` for each of ``fields``
         (a prefilter: nested keys match too, callers check the record's own), within ``since``/``until``
         (timestamps as the store writes them). Every value is a literal, never a pattern."""
+        return _find(self.query, action, subject, fields, since, until, limit)
 
-        def like(text):
-            return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    def audit_since(self, since):
+        """``(tag, ts, data)`` of every audit record stamped ``since`` or later, in position order."""
+        return self.query("SELECT tag, ts, data FROM locus_audit WHERE ts >= ? ORDER BY position", (since,))
 
-        sql, params = "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE 1 = 1", []
-        if action:
-            sql += " AND tag LIKE ?"
-            params.append(f"LOCUS-{_refs.check_action(action)}2%")
-        if subject:
-            sql += " AND LOWER(subject) LIKE ? ESCAPE '\\'"
-            params.append(like(subject.lower()))
-        for key, value in sorted((fields or {}).items()):
-            sql += " AND data LIKE ? ESCAPE '\\'"
-            params.append(like(_audit.canonical_json({key: value})[1:-1]))
-        for value, op in ((since, ">="), (until, "<=")):
-            if value:
-                sql += f" AND ts {op} ?"
-                params.append(value)
-        rows = self.query(sql + " ORDER BY position DESC LIMIT ?", (*params, int(limit)))
-        return [_audit.row_dict(r) for r in rows]
+    def ledger_per_day(self, since_day):
+        """``(day, agent, micro-USD, tokens, calls)`` per day and agent from ``since_day`` (YYYYMMDD) on:
+        spent plus the estimate of what is still reserved, as :meth:`ledger_spent` counts a day."""
+        return self.query(
+            "SELECT day, agent, COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_micro_usd ELSE cost_micro_usd END), 0), "
+            "COALESCE(SUM(input_tokens + output_tokens), 0), COUNT(*) FROM locus_agent_ledger "
+            "WHERE day >= ? AND state <> 'released' GROUP BY day, agent ORDER BY day, agent",
+            (since_day,),
+        )
+
+    def approvals_used(self):
+        """The REF-tags of the guard decisions whose approval has been used."""
+        return {r[0] for r in self.query("SELECT ref FROM locus_guard_approval_used")}
 
     def sequences(self):
         """``{(action, day): last_seq}`` as allocated."""
