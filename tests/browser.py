@@ -38,7 +38,8 @@ class Page:
 
     def __init__(self, url, expression="null", screenshot=None, width=1100, height=900, timeout=60):
         self.errors, self.value = [], None
-        with tempfile.TemporaryDirectory(prefix="locus-chromium-") as profile:
+        # Chromium's helper processes may still write into the profile while it is removed.
+        with tempfile.TemporaryDirectory(prefix="locus-chromium-", ignore_cleanup_errors=True) as profile:
             to_child_r, to_child_w = os.pipe()
             from_child_r, from_child_w = os.pipe()
             # Above 9 first, so that putting them on 3 and 4 never overwrites one with the other.
