@@ -60,7 +60,7 @@ def vault(tmp_path):
 
 
 def test_heartbeat_all_up_twice_changes_nothing(ops):
-    for _ in range(2):
+    for _run in range(2):
         out = ops.playbook("heartbeat.yml")
         assert out.returncode == 0, out.stdout[-3000:]
         _nothing_changed_on_hosts(out.stdout)

@@ -341,7 +341,7 @@ def test_snapshot_files_are_private_and_hold_no_token(netbox, pairs):
 
 
 def corrupt_cases(blob):
-    header, _, body = blob.partition(b"\n")
+    header, _sep, body = blob.partition(b"\n")
     tampered = body.replace(b'"name":"web1"', b'"name":"evil1"', 1)
     assert tampered != body
     return {
@@ -387,7 +387,7 @@ def test_snapshot_of_another_token_is_never_used(netbox, run_inventory, tmp_path
         config = {"devices": False}
         admin = Pair(run_inventory, tmp_path, "admin", config)
         mine = Pair(run_inventory, tmp_path, "narrow", config, token=narrow)
-        full, _ = admin.both()
+        full = admin.both()[0]
         narrow_run, narrow_cold = mine.both()
         assert set(narrow_run.hostvars) < set(full.hostvars)
         assert {hv["site"] for hv in narrow_run.hostvars.values()} == {"dc1"}
@@ -396,7 +396,7 @@ def test_snapshot_of_another_token_is_never_used(netbox, run_inventory, tmp_path
         ours = next(mine.state.joinpath("netbox").iterdir())
         shutil.copyfile(theirs, ours)
         inc, cold = mine.both()
-        mode, reason, _ = refresh_of(inc)
+        mode, reason, _fetched = refresh_of(inc)
         assert mode == "full" and "does not verify" in reason, reason
         assert inc.data == cold.data == narrow_cold.data
         # the same token's permission narrowed later (permission changes are not in the change log)
@@ -404,7 +404,7 @@ def test_snapshot_of_another_token_is_never_used(netbox, run_inventory, tmp_path
         perms[0].constraints = {"site__slug": "dc1", "role__slug": "web"}
         perms[0].save()
         inc, cold = mine.both()
-        mode, reason, _ = refresh_of(inc)
+        mode, reason, _fetched = refresh_of(inc)
         assert mode == "full" and "NetBox shows this token" in reason, reason
         assert inc.data == cold.data and set(inc.hostvars) < set(narrow_cold.hostvars)
     finally:
@@ -431,16 +431,16 @@ def test_change_log_hidden_by_a_constraint_or_forbidden_means_full_builds(netbox
         pair.both()
         world.change_primary_ip(3)  # an IP change (visible) and a VM change (hidden)
         inc, cold = pair.both()
-        mode, reason, _ = refresh_of(inc)
+        mode, reason, _fetched = refresh_of(inc)
         assert mode == "full" and "are not visible to this token" in reason, reason
         assert inc.data == cold.data
         # no view of the change log at all: every build is full, no snapshot is kept
         perms[1].delete()
         perms.pop()
         forbidden = Pair(run_inventory, tmp_path, "forbidden", token=token)
-        for _ in range(2):
+        for _run in range(2):
             inc, cold = forbidden.both()
-            mode, reason, _ = refresh_of(inc)
+            mode, reason, _fetched = refresh_of(inc)
             assert mode == "full" and inc.data == cold.data
         assert "no snapshot yet" in reason
         assert re.search(r"no snapshot kept: changes unreadable \(.*core/object-changes \(HTTP 403", inc.stdout), \
@@ -464,9 +464,9 @@ def test_gap_in_the_change_log_means_full_builds_until_it_is_settled(netbox, pai
     world.rename_vm(4)
     world.rename_vm(5)
     psql(netbox, "DELETE FROM core_objectchange WHERE id = (SELECT max(id) - 1 FROM core_objectchange)")
-    for _ in range(2):
+    for _run in range(2):
         inc, cold = pair.both()
-        mode, reason, _ = refresh_of(inc)
+        mode, reason, _fetched = refresh_of(inc)
         assert mode == "full" and re.search(r"change-log ids \d+ are not visible to this token", reason), reason
         assert inc.data == cold.data
 
@@ -494,6 +494,6 @@ def test_pruned_change_log_means_a_full_build(netbox, pairs, world):
     psql(netbox, "DELETE FROM core_objectchange")  # what housekeeping does past CHANGELOG_RETENTION days
     world.rename_vm(2)
     inc, cold = pair.both()
-    mode, reason, _ = refresh_of(inc)
+    mode, reason, _fetched = refresh_of(inc)
     assert mode == "full" and "no longer holds change" in reason, reason
     assert inc.data == cold.data
