@@ -66,8 +66,9 @@ class Lab:
     ip_forward_before: str = ""
     hosts: dict = field(default_factory=lambda: dict(HOSTS))
 
-    def playbook(self, name, check=True, inventory=None):
-        return run_playbook(REPO / "playbooks" / name, env=self.env, inventory=inventory or self.inventory, check=check, timeout=900)
+    def playbook(self, name, check=True, inventory=None, env=None):
+        return run_playbook(REPO / "playbooks" / name, env={**self.env, **(env or {})}, inventory=inventory or self.inventory, check=check,
+                            timeout=900)
 
     def ssh(self, host, command, user="root", check=True):
         proc = subprocess.run(

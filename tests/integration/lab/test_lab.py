@@ -142,10 +142,16 @@ def test_a_lab_that_is_up_is_not_moved_to_another_network(lab, tmp_path):
     assert ip_json("link", "show", "dev", OTHER_BRIDGE) is None
 
 
-def test_down_stops_everything_and_is_safe_to_repeat(lab):
+def test_down_stops_everything_and_is_safe_to_repeat(lab, tmp_path):
     pids = [lab.pid(host) for host in HOSTS]
     roots = [str(lab.lab_dir / "hosts" / host / "root") for host in HOSTS]
-    down = lab.playbook("lab_down.yml")
+    # A HOME other than root's (a CI user, HOME=/tmp/x): the parallel shutdown's async jobs and their
+    # async_status must still meet (they once did not: the job wrote to $HOME, async_status read ~root).
+    home = tmp_path / "home"
+    home.mkdir()
+    down = lab.playbook("lab_down.yml", env={"HOME": str(home)})
+    assert not (home / ".ansible_async").exists()
+    assert not (lab.lab_dir / "async").exists()  # the job files are removed once the hosts are down
     for output in (lab.up_output, down.stdout + down.stderr):  # e.g. ansible.posix.mount's, on ansible-core 2.19
         assert "DEPRECATION" not in output, output
     for pid in pids:
