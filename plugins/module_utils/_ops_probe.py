@@ -81,30 +81,105 @@ def parse_failed_units(text):
     return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 
-def parse_journal(text, limit_units=20):
-    """Error records from ``journalctl -o json``: ``{count, units: [{unit, count, last}]}``.
-
-    Only counts and the last message (cut to MESSAGE_CHARS) per unit are kept: the facts an
-    operator or a reviewer needs, not the raw log.
-    """
-    units, count = {}, 0
-    for line in text.splitlines():
+def _json_records(text):
+    for line in (text or "").splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(rec, dict):
+        if isinstance(rec, dict):
+            yield rec
+
+
+def _message(rec):
+    msg = rec.get("MESSAGE")
+    if isinstance(msg, list):  # journald sends non-UTF-8 messages as byte arrays
+        msg = bytes(b for b in msg if isinstance(b, int) and 0 <= b < 256).decode("utf-8", "replace")
+    return str(msg or "")
+
+
+def _realtime(rec):
+    value = str(rec.get("__REALTIME_TIMESTAMP") or "")
+    return int(value) if value.isdigit() else None
+
+
+def _sshd_key(rec):
+    """``(boot id, PID)`` of a record sshd logged, else None: a PID names one process only within one boot."""
+    if rec.get("SYSLOG_IDENTIFIER") != "sshd" or not str(rec.get("_PID") or "").isdigit():
+        return None
+    return str(rec.get("_BOOT_ID") or ""), int(rec["_PID"])
+
+
+def sshd_error_pids(text):
+    """The sshd PIDs (sorted) among the error records of ``journalctl -o json``: whose sessions to look up."""
+    return sorted({key[1] for key in map(_sshd_key, _json_records(text)) if key})
+
+
+# OpenSSH's per-connection process (the privileged monitor) logs the whole session under one PID, e.g.
+#   Accepted publickey for root from 10.77.0.1 port 32792 ssh2: ED25519 SHA256:...
+#   pam_env(sshd:session): Unable to open env file: /etc/default/locale: No such file or directory   <- err
+#   Disconnected from user root 10.77.0.1 port 32792 / pam_unix(sshd:session): session closed for user root
+_ACCEPTED = re.compile(r"^Accepted \S+ for (\S+) from (\S+) port \d+")
+_SESSION_END = re.compile(r"^(?:Disconnected from user |pam_unix\(sshd:session\): session closed for user )")
+
+
+def ssh_sessions(text):
+    """Authenticated SSH sessions from sshd's records (``journalctl -o json SYSLOG_IDENTIFIER=sshd``).
+
+    ``{(boot id, PID): [(start, end or None, user, address)]}`` in journal microseconds; a session runs from
+    its ``Accepted ... for USER from ADDRESS`` to the first end line of the same process (open while none).
+    """
+    sessions = {}
+    for rec in sorted(_json_records(text), key=lambda r: _realtime(r) or 0):
+        key, ts = _sshd_key(rec), _realtime(rec)
+        if key is None or ts is None:
+            continue
+        msg = _message(rec)
+        m = _ACCEPTED.match(msg)
+        if m:
+            sessions.setdefault(key, []).append([ts, None, m.group(1), m.group(2)])
+        elif _SESSION_END.match(msg) and sessions.get(key) and sessions[key][-1][1] is None:
+            sessions[key][-1][1] = ts
+    return {key: [tuple(s) for s in spans] for key, spans in sessions.items()}
+
+
+def in_own_session(rec, sessions, own):
+    """Whether sshd logged ``rec`` inside a session accepted for ``own`` = ``(user, address)``."""
+    key, ts = _sshd_key(rec), _realtime(rec)
+    if not own or key is None or ts is None:
+        return False
+    return any((user, address) == tuple(own) and start <= ts and (end is None or ts <= end)
+               for start, end, user, address in sessions.get(key) or [])
+
+
+def parse_journal(text, limit_units=20, sessions=None, own=None):
+    """Error records from ``journalctl -o json``: ``{count, units: [{unit, count, last}], own_session}``.
+
+    Only counts and the last message (cut to MESSAGE_CHARS) per unit are kept: the facts an
+    operator or a reviewer needs, not the raw log. With ``own`` (the collector's ``(user, address)``)
+    and ``sessions`` (:func:`ssh_sessions`), what sshd logged inside the collector's own SSH sessions
+    is left out of the count and only counted in ``own_session``: each of its logins would otherwise add
+    an error (e.g. pam_env's missing /etc/default/locale) and change the findings between two runs.
+    Pre-authentication errors and sessions of another user or address always count.
+    """
+    units, count, own_count = {}, 0, 0
+    for rec in _json_records(text):
+        if in_own_session(rec, sessions or {}, own):
+            own_count += 1
             continue
         count += 1
         unit = rec.get("_SYSTEMD_UNIT") or rec.get("SYSLOG_IDENTIFIER") or rec.get("_COMM") or "unknown"
-        msg = rec.get("MESSAGE")
-        if isinstance(msg, list):  # journald sends non-UTF-8 messages as byte arrays
-            msg = bytes(b for b in msg if isinstance(b, int) and 0 <= b < 256).decode("utf-8", "replace")
         entry = units.setdefault(str(unit), {"unit": str(unit), "count": 0, "last": ""})
         entry["count"] += 1
-        entry["last"] = " ".join(str(msg or "").split())[:MESSAGE_CHARS]
+        entry["last"] = " ".join(_message(rec).split())[:MESSAGE_CHARS]
     ranked = sorted(units.values(), key=lambda u: (-u["count"], u["unit"]))
-    return {"count": count, "units": ranked[:limit_units]}
+    return {"count": count, "units": ranked[:limit_units], "own_session": own_count}
+
+
+def own_login(environ, user):
+    """``(user, client address)`` of the SSH login this module runs in (``SSH_CONNECTION``), or None."""
+    fields = str(environ.get("SSH_CONNECTION") or "").split()
+    return (user, fields[0]) if len(fields) == 4 and user else None
 
 
 _ROUTES = re.compile(r"Routes:\s+(\d+) imported,(?:\s+(\d+) filtered,)?\s+(\d+) exported")

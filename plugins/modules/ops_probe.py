@@ -45,6 +45,18 @@ options:
       - Count journal records of priority C(err) and worse since this UNIX time (UTC seconds); V(0) means
         since boot. Not read when unset.
     type: int
+  journal_own_sessions:
+    description:
+      - With O(journal_since), leave out of the count what sshd logged inside the collector's own SSH sessions - those
+        accepted for this login's user from this login's address (C(SSH_CONNECTION)); they are counted in
+        RV(journal.own_session) instead. Every SSH login of the collector (and of the rest of the controller's automation
+        as the same user) would otherwise add its own errors, such as pam_env's complaint that C(/etc/default/locale) is
+        missing on a host without that file, and the findings would change between two runs of an unchanged host.
+      - Only errors inside an authenticated session of that same user and address are left out; errors before
+        authentication (scanners, port probes, failed logins) and sessions of any other user or address always count.
+        Without C(SSH_CONNECTION) (not over SSH, or C(become) that resets the environment) nothing is left out.
+    type: bool
+    default: true
   k3s_command:
     description:
       - Read the K3s nodes with this command followed by C(get nodes -o json), e.g. V([k3s, kubectl]).
@@ -141,9 +153,24 @@ bgp:
   type: list
   elements: dict
 journal:
-  description: C(count) of error records since O(journal_since) and C(units) (C(unit), C(count), C(last) message, cut to 200 characters).
+  description:
+    - C(count) of error records since O(journal_since) and C(units) (C(unit), C(count), C(last) message, cut to 200 characters),
+      null unless O(journal_since).
   returned: always
   type: dict
+  sample: {"count": 1, "units": [{"unit": "ssh.service", "count": 1, "last": "error: kex_exchange_identification: Connection closed by remote host"}],
+           "own_session": 2}
+  contains:
+    count:
+      description: Error records counted.
+      type: int
+    units:
+      description: The units with the most of them (at most 20), most first.
+      type: list
+      elements: dict
+    own_session:
+      description: Error records left out by O(journal_own_sessions) (logged by sshd inside the collector's own sessions).
+      type: int
 k3s_nodes:
   description: C(name), C(ready), C(roles), C(version) of each K3s node; null unless O(k3s_command).
   returned: always
@@ -162,6 +189,7 @@ errors:
 """
 
 import os
+import pwd
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -181,6 +209,7 @@ ARGUMENT_SPEC = {
     "cpu_sample": {"type": "float", "default": 0.2},
     "bird": {"type": "bool", "default": False},
     "journal_since": {"type": "int"},
+    "journal_own_sessions": {"type": "bool", "default": True},
     "k3s_command": {"type": "list", "elements": "str", "default": []},
     "ollama_url": {"type": "str"},
     "timeout": {"type": "int", "default": 10},
@@ -228,7 +257,7 @@ def main():
     if p["journal_since"] is not None:
         since = ["-b"] if p["journal_since"] <= 0 else [f"--since=@{p['journal_since']}"]
         rc, out = run(["journalctl", "--no-pager", "-q", "-o", "json", "-p", "err", "-n", "1000", *since], "journal")
-        result["journal"] = op.parse_journal(out) if rc == 0 else None
+        result["journal"] = _journal(run, out, p["journal_own_sessions"]) if rc == 0 else None
     result["k3s_nodes"] = None
     if p["k3s_command"]:
         rc, out = run([*p["k3s_command"], "get", "nodes", "-o", "json", f"--request-timeout={p['timeout']}s"], "K3s nodes")
@@ -257,6 +286,19 @@ def main():
             result["ansible_facts"] = facts
     result["errors"] = errors
     module.exit_json(**result)
+
+
+def _journal(run, errors_json, own_sessions):
+    """The error records counted, without those sshd logged inside the collector's own SSH sessions."""
+    own = op.own_login(os.environ, os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name) if own_sessions else None
+    pids = op.sshd_error_pids(errors_json) if own else []
+    sessions = {}
+    if pids:
+        # Every boot (a PID names a process per boot) and no time window: a session may have begun long before.
+        rc, out = run(["journalctl", "--no-pager", "-q", "-o", "json", "-n", "5000", "SYSLOG_IDENTIFIER=sshd",
+                       *[f"_PID={pid}" for pid in pids[:200]]], "journal")
+        sessions = op.ssh_sessions(out) if rc == 0 else {}
+    return op.parse_journal(errors_json, sessions=sessions, own=own)
 
 
 def _network_facts(run):

@@ -74,11 +74,61 @@ def test_journal_keeps_counts_and_a_short_last_message_per_unit():
              json.dumps({"SYSLOG_IDENTIFIER": "kernel", "MESSAGE": list(b"bad \xff bytes")}),  # journald's non-UTF-8 form
              "not json", json.dumps([1, 2])]
     j = op.parse_journal("\n".join(lines))
-    assert j["count"] == 3
+    assert j["count"] == 3 and j["own_session"] == 0
     assert j["units"][0] == {"unit": "bird.service", "count": 2, "last": "second"}
     assert j["units"][1]["unit"] == "kernel" and "bad" in j["units"][1]["last"] and "\ufffd" in j["units"][1]["last"]
     long_one = op.parse_journal(lines[0])["units"][0]["last"]
     assert len(long_one) == op.MESSAGE_CHARS
+
+
+def _sshd(pid, ts, message, priority=6, boot="b1"):
+    """A record as ``journalctl -o json`` prints sshd's (fields as seen on a lab host, Debian 12, OpenSSH 9.2)."""
+    return {"SYSLOG_IDENTIFIER": "sshd", "_SYSTEMD_UNIT": "ssh.service", "_PID": str(pid), "_BOOT_ID": boot,
+            "__REALTIME_TIMESTAMP": str(ts), "PRIORITY": str(priority), "MESSAGE": message}
+
+
+LOCALE = "pam_env(sshd:session): Unable to open env file: /etc/default/locale: No such file or directory"
+KEX = "error: kex_exchange_identification: Connection closed by remote host"
+
+
+def _session(pid, start, user, address, end=None, boot="b1"):
+    out = [_sshd(pid, start, f"Accepted publickey for {user} from {address} port 32792 ssh2: ED25519 SHA256:mAlG9UDZ", boot=boot),
+           _sshd(pid, start + 10, "pam_unix(sshd:session): session opened for user root(uid=0) by (uid=0)", boot=boot)]
+    if end:
+        out += [_sshd(pid, end, f"Disconnected from user {user} {address} port 32792", boot=boot),
+                _sshd(pid, end + 1, f"pam_unix(sshd:session): session closed for user {user}", boot=boot)]
+    return out
+
+
+def _lines(records):
+    return "\n".join(json.dumps(r) for r in records)
+
+
+def test_journal_leaves_out_only_the_collectors_own_ssh_sessions():
+    own = op.own_login({"SSH_CONNECTION": "10.77.0.1 59802 10.77.0.11 22"}, "root")
+    assert own == ("root", "10.77.0.1")
+    sessions_log = (_session(38, 1000, "root", "10.77.0.1", end=5000)        # an earlier run of the collector
+                    + _session(69, 9000, "root", "10.77.0.1")                # this run's own session, still open
+                    + _session(70, 9100, "locus", "10.77.0.1", end=9900)     # another user from the controller
+                    + _session(71, 9200, "root", "10.77.0.21", end=9800)     # root from another host
+                    + _session(38, 2000, "root", "10.77.0.1", end=2500, boot="b0"))  # PID 38 of an earlier boot
+    errors = [_sshd(38, 1200, LOCALE, 3), _sshd(69, 9050, LOCALE, 3),                     # own: left out
+              _sshd(70, 9150, LOCALE, 3), _sshd(71, 9250, LOCALE, 3),                     # foreign sessions: count
+              _sshd(37, 900, KEX, 3),                                                     # pre-auth from the controller: counts
+              _sshd(38, 6000, KEX, 3),                                                    # PID 38 reused after its session: counts
+              _sshd(38, 2200, LOCALE, 3, boot="b2"),                                      # PID 38 in a boot without that session
+              {"_SYSTEMD_UNIT": "bird.service", "MESSAGE": "bgp down", "__REALTIME_TIMESTAMP": "9300", "PRIORITY": "3"}]
+    assert op.sshd_error_pids(_lines(errors)) == [37, 38, 69, 70, 71]
+    sessions = op.ssh_sessions(_lines(sessions_log))
+    assert sessions[("b1", 38)] == [(1000, 5000, "root", "10.77.0.1")] and sessions[("b1", 69)] == [(9000, None, "root", "10.77.0.1")]
+    j = op.parse_journal(_lines(errors), sessions=sessions, own=own)
+    assert (j["count"], j["own_session"]) == (6, 2)
+    assert {u["unit"]: u["count"] for u in j["units"]} == {"ssh.service": 5, "bird.service": 1}
+    # Without knowing its own login (not over SSH), the collector leaves nothing out.
+    assert op.own_login({}, "root") is None and op.own_login({"SSH_CONNECTION": "garbage"}, "root") is None
+    assert op.parse_journal(_lines(errors), sessions=sessions, own=None)["count"] == 8
+    # The session log's order does not matter (journalctl prints it by time; a merged read may not).
+    assert op.ssh_sessions(_lines(reversed(sessions_log))) == sessions
 
 
 def test_bird_sessions_states_and_prefixes():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,16 +33,25 @@ class Ops:
         return run_playbook(REPO / "playbooks" / name, env=self.env, inventory=REPO / "inventory" / "lab", args=args, check=check,
                             timeout=timeout)
 
-    def ssh(self, host, command):
+    def ssh(self, host, command, user="root"):
         proc = subprocess.run(
             ["ssh", "-F", "/dev/null", "-i", str(LAB_DIR / "ssh" / "id_ed25519"), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
              "-o", "ConnectTimeout=10", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR",
-             f"root@{ADDRESSES[host]}", command],
+             f"{user}@{ADDRESSES[host]}", command],
             capture_output=True, text=True, timeout=120, check=False,
         )
         if proc.returncode != 0:
             raise AssertionError(f"ssh {host} {command!r} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
         return proc.stdout
+
+    def module(self, host, module, args):
+        """One module on one lab host (ad-hoc, over SSH like the playbooks); its result."""
+        out = subprocess.run([str(REPO / ".venv" / "bin" / "ansible"), "-i", str(REPO / "inventory" / "lab"), host, "-o", "-m", module, "-a", args],
+                             env={**os.environ, **self.env, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}, capture_output=True, text=True,
+                             timeout=300, check=False, cwd=REPO)
+        if out.returncode != 0:
+            raise AssertionError(f"{module} on {host} failed ({out.returncode}): {out.stdout}{out.stderr}")
+        return json.loads(out.stdout.split(" => ", 1)[1])
 
     def store(self):
         from ansible_collections.locus.infra.plugins.plugin_utils.store import _store

@@ -151,3 +151,35 @@ def test_health_review_with_a_unit_down_waits_for_a_human(ops):
     assert "needs_approval" in waiting
     _bgp_established(ops, "rtr1")
     _bgp_established(ops, "rtr2")
+
+
+def _probe_journal(ops, host, since, own_sessions=True):
+    """ops_probe's journal part on one host, run as the collector runs it (over SSH as root)."""
+    return ops.module(host, "locus.infra.ops_probe", f"journal_since={since} journal_own_sessions={own_sessions} cpu_sample=0")["journal"]
+
+
+def test_journal_errors_leave_out_the_collectors_own_ssh_sessions_only(ops):
+    # Every SSH login as root from the controller logs "pam_env(sshd:session): Unable to open env file:
+    # /etc/default/locale" at err on these hosts: the collector's own logins must not move the count.
+    since = int(time.time())
+    time.sleep(1.1)
+    ops.ssh("rtr1", "true")  # a login of the collector's user from the controller's address
+    first = _probe_journal(ops, "rtr1", since)
+    assert first["own_session"] >= 1, first
+    raw = ops.ssh("rtr1", f"journalctl -q -o cat -p err --since=@{since} SYSLOG_IDENTIFIER=sshd")
+    assert "Unable to open env file: /etc/default/locale" in raw, raw  # what is left out exists
+    ops.ssh("rtr1", "true")
+    ops.ssh("rtr1", "true")
+    again = _probe_journal(ops, "rtr1", since)
+    assert again["count"] == first["count"] and again["own_session"] >= first["own_session"] + 2, (first, again)
+
+    # Foreign SSH errors still count: a port probe from web1 (pre-authentication, another address) and a
+    # session of another user (locus, the lab's administrator) from the controller's own address.
+    ops.ssh("web1", "timeout 5 bash -c 'exec 3<>/dev/tcp/10.77.0.11/22; sleep 1'")
+    ops.ssh("rtr1", "true", user="locus")
+    foreign = _probe_journal(ops, "rtr1", since)
+    assert foreign["count"] == first["count"] + 2, (first, foreign)
+    assert next(u for u in foreign["units"] if u["unit"] == "ssh.service")["count"] >= 2, foreign
+    # Asked to count everything, the probe counts the own sessions' errors too.
+    everything = _probe_journal(ops, "rtr1", since, own_sessions=False)
+    assert everything["own_session"] == 0 and everything["count"] >= foreign["count"] + foreign["own_session"], (foreign, everything)
