@@ -13,7 +13,8 @@ collection lives here (the guard's plaintext_secret rule uses them too). Three n
 * values *known* to be secret in this process (vault-decrypted values, values of secret-named
   variables and arguments, ``no_log`` arguments) are masked literally wherever they appear
   (:func:`remember`; the controller's collector is plugin_utils/_secrets.py). Worker processes
-  are forked from the controller, so they inherit what the controller has learnt.
+  are forked from the controller, so they inherit what the controller has learnt. A known
+  value is also masked in its encoded forms (URL, JSON, base64 at any offset, hex).
 
 Text is also made storable: lone surrogates (non-UTF-8 bytes decoded with ``surrogateescape``)
 become ``\\xNN`` escapes, and NUL ``\\x00`` where JSON does not escape it, deterministically
@@ -22,6 +23,7 @@ become ``\\xNN`` escapes, and NUL ``\\x00`` where JSON does not escape it, deter
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import math
@@ -305,11 +307,33 @@ _NOT_SECRETS = frozenset(("true", "false", "none", "null", "yes", "no", "on", "o
                           "localhost", "censored", "task", "play", "host", "status", "event", "user", "controller"))
 
 
+MIN_ENCODED = 6  # shorter known values are not searched for in base64 or hex (too few characters to be sure)
+_URLSAFE = str.maketrans("+/", "-_")
+
+
+def _encoded(secret):
+    """A secret's base64 and hex forms. Base64 inside a larger blob depends on the byte offset
+    (mod 3): per offset, the characters made of the secret's bits alone (a character or two at
+    each end also hold the neighbours' bits and stay visible; they give away at most 10 bits)."""
+    raw = secret.encode("utf-8", "surrogateescape")
+    if len(raw) < MIN_ENCODED:
+        return set()
+    out = {raw.hex(), raw.hex().upper()}
+    for k in range(3):
+        enc = base64.b64encode(b"\0" * k + raw).decode("ascii")
+        core = enc[-(-8 * k // 6):(8 * (k + len(raw))) // 6]
+        out.update((core, core.translate(_URLSAFE)))
+    whole = base64.b64encode(raw).decode("ascii").rstrip("=")  # standalone: its last character too
+    out.update((whole, whole.translate(_URLSAFE)))
+    return out
+
+
 def _variants(secret):
-    """The forms a secret takes when it is embedded: as is, URL-encoded, JSON-escaped."""
+    """The forms a secret takes when it is embedded: as is, URL-encoded, JSON-escaped, base64, hex."""
     out = {secret, quote(secret, safe=""), quote(secret, safe="/:")}
     out.add(json.dumps(secret, ensure_ascii=False)[1:-1])
     out.add(json.dumps(secret)[1:-1])
+    out.update(_encoded(secret))
     return {v for v in out if len(v) >= MIN_LITERAL}
 
 
