@@ -25,6 +25,8 @@ from ansible_collections.locus.infra.plugins.plugin_utils.mcp import _mcp
 from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs, _store
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_HEAD = 1 << 20  # characters of an exported head file (one is ~200)
+MAX_EXPORT_LINE = 64 << 20  # characters of one record in an export (records are far smaller; a bigger line is not one)
 MAX_LAST = 1_000_000_000  # --last: beyond any trail, and within a 64-bit SQL integer
 # Arguments that name files: any bytes a file name may hold are fine (os.fsencode), every
 # other argument must be UTF-8 text.
@@ -127,7 +129,11 @@ def _print(obj):
 def _load_head(path):
     with _open(path, "r", "the exported head") as f:
         try:
-            head = _loads(f.read(), f"the exported head {path}")
+            text = f.read(MAX_HEAD + 1)
+            if len(text) > MAX_HEAD:
+                raise UsageError(f"the exported head {path} is not an exported head: longer than {MAX_HEAD} characters "
+                                 f"(a head is at most a few hundred)")
+            head = _loads(text, f"the exported head {path}")
         except UnicodeDecodeError as exc:
             raise UsageError(f"cannot read the exported head {path}: not UTF-8 ({exc.reason})") from None
     if not isinstance(head, dict) or "count" not in head or "head_hash" not in head:
@@ -177,7 +183,10 @@ def _read_export(path):
     records = []
     with _open(path, "r", "the export") as f:
         try:
-            for n, line in enumerate(f, 1):
+            for n, line in enumerate(iter(lambda: f.readline(MAX_EXPORT_LINE + 1), ""), 1):
+                if len(line) > MAX_EXPORT_LINE:
+                    raise UsageError(f"{path}:{n}: not an exported record: longer than {MAX_EXPORT_LINE} characters "
+                                     "(at most)")
                 if line.strip():
                     records.append(_export_record(_loads(line, f"{path}:{n}"), f"{path}:{n}"))
         except UnicodeDecodeError as exc:

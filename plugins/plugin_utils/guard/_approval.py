@@ -55,6 +55,7 @@ KEY_FILE_NAME = "approval.key"
 MIN_KEY_LENGTH = 16
 CLOCK_SKEW = 300  # seconds a token's issue time may lie in the future
 KINDS = ("change", "resume")
+MAX_TOKEN = 16384  # characters; a token is well under 2,000 even with an RSA-4096 SSH signature
 
 
 class ApprovalError(Exception):
@@ -214,7 +215,10 @@ def decode(token):
     Raises :class:`TokenMalformed` unless the token is exactly ``locus1|locus2.<payload>.<signature>``
     in canonical base64url with a canonical JSON object as payload.
     """
-    parts = (token or "").strip().split(".")
+    token = (token or "").strip()
+    if len(token) > MAX_TOKEN:
+        raise TokenMalformed(f"not an approval token: it is {len(token)} characters long, an approval token is at most {MAX_TOKEN}")
+    parts = token.split(".")
     if len(parts) != 3 or parts[0] not in (PREFIX, SSH_PREFIX):
         raise TokenMalformed(f"not an approval token (expected {PREFIX}.<payload>.<signature> or {SSH_PREFIX}.…)")
     raw = _unb64(parts[1], "payload")

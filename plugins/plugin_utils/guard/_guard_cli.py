@@ -104,7 +104,8 @@ def cmd_halt(args, store):
 
 
 def cmd_resume(args, store):
-    token = sys.stdin.readline().strip() if args.token == "-" else args.token  # noqa: S105 - "-" means stdin
+    # From stdin at most one token's length (and a little): a huge stream is refused unread.
+    token = sys.stdin.readline(_approval.MAX_TOKEN + 2).strip() if args.token == "-" else args.token  # noqa: S105 - "-" = stdin
     if not token:
         return _err("--token is empty")
     try:
