@@ -124,6 +124,15 @@ options:
     type: str
     choices: [incremental, full]
     default: incremental
+  max_snapshot_age:
+    description:
+      - Seconds after a snapshot's full build (by NetBox's clock) from which the next build with
+        O(refresh=incremental) is a full build again, saying so at C(-v). Incremental builds do not make a
+        snapshot younger. This bounds how long a change that bypasses NetBox's change log (SQL, bulk C(update)
+        calls in scripts or C(nbshell), a database restore) stays invisible.
+      - V(0) sets no maximum age.
+    type: int
+    default: 3600
   state_dir:
     description:
       - The locus state directory; snapshots go to its subdirectory C(netbox) (created 0700, files 0600,
@@ -161,6 +170,7 @@ cache_timeout: 300
 import hashlib
 import json
 import time
+from datetime import timedelta
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
@@ -264,11 +274,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                  "filters": {k: sorted(map(str, v)) for k, v in filters.items()},
                  "fields": {"virtual_machines": VM_FIELDS, "devices": DEVICE_FIELDS}}
         store = SnapshotStore(self.get_option("state_dir"), client.url, authorization_header(client.token), shape)
+        max_age = self.get_option("max_snapshot_age")
+        try:
+            if max_age is None or max_age < 0:
+                raise OverflowError
+            max_age = timedelta(seconds=max_age) if max_age else None
+        except OverflowError:
+            raise ValueError(f"max_snapshot_age must be a number of seconds >= 0 (0: no maximum), not {max_age}") from None
         if self.get_option("refresh") == "incremental":
             snapshot, reason = store.load()
             if snapshot is not None:
                 try:
-                    objects, meta, note = incremental(client, snapshot, filters)
+                    objects, meta, note = incremental(client, snapshot, filters, max_age=max_age)
                 except FullBuild as exc:
                     reason = str(exc)
                 else:

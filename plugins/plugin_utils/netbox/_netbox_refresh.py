@@ -24,6 +24,10 @@ cannot attribute to single hosts, or any doubt about the change log itself, rais
   the same time (else the log was pruned or another NetBox answers).
 * After the changes are applied, the number of VMs and devices NetBox shows this token must equal
   the snapshot's (a permission change is not in the change log).
+* A snapshot records when its full build started (``built``, NetBox's clock); once it is older than
+  the maximum age, the next build is full again, so that changes that bypass the change log (SQL,
+  ``.update()`` in scripts, a restore) are picked up after at most that long. Incremental builds
+  keep ``built``: only a full build makes a snapshot younger.
 """
 
 from __future__ import annotations
@@ -224,7 +228,11 @@ def _custom_field_refs(client):
 
 
 def anchor(probe_results, clock_date):
-    """Snapshot metadata from a full build's probes, or raise FullBuild saying why none can be kept."""
+    """Snapshot metadata from a full build's probes, or raise FullBuild saying why none can be kept.
+
+    ``clock_date`` is NetBox's time of its change-log answer, read before any object; without a ``Date``
+    header the newest change's time stands in (earlier, so the snapshot only looks older).
+    """
     for name, value in probe_results.items():
         if isinstance(value, NetBoxError):
             raise FullBuild(f"no snapshot kept: {name} unreadable ({value})")
@@ -243,14 +251,43 @@ def anchor(probe_results, clock_date):
     else:
         raise FullBuild(f"no snapshot kept: more than {len(tail)} changes in the last {OVERLAP.seconds // 60} minutes")
     return {"netbox_version": probe_results["status"], "custom_field_refs": probe_results["custom_fields"],
-            "hwm": {"id": head["id"], "time": head["time"].isoformat()},
+            "hwm": {"id": head["id"], "time": head["time"].isoformat()}, "built": now.isoformat(),
             "seen": [c["id"] for c in tail if c["id"] > settled], "settled": settled}
+
+
+def _check_age(snapshot, now, max_age):
+    """Raise FullBuild when the snapshot's full build is older than ``max_age`` (a timedelta; None: no limit)."""
+    if max_age is None:
+        return
+    try:
+        built = _time(snapshot["built"])
+        if built.tzinfo is None:
+            raise ValueError("no time zone")
+    except (KeyError, TypeError, ValueError):
+        raise FullBuild("the snapshot records no time of its full build (written by an older version)") from None
+    if now is None:
+        raise FullBuild("NetBox's answer carried no Date header: the snapshot's age is unknown")
+    age = now - built
+    if age < -OVERLAP:  # NetBox's clock went back (or another NetBox answers): do not trust the snapshot
+        raise FullBuild(f"the snapshot's full build is dated {built.isoformat()}, after NetBox's time "
+                        f"{now.isoformat()}")
+    if age > max_age:
+        raise FullBuild(f"the snapshot's full build is {_duration(age)} old, more than max_snapshot_age "
+                        f"{int(max_age.total_seconds())} s")
+
+
+def _duration(delta):
+    minutes = int(delta.total_seconds()) // 60
+    days, minutes = divmod(minutes, 24 * 60)
+    return f"{days} d {minutes // 60} h {minutes % 60} min" if days else f"{minutes // 60} h {minutes % 60} min"
 
 
 # ---------------------------------------------------------------------------------------------- incremental
 
-def incremental(client, snapshot, filters):
+def incremental(client, snapshot, filters, max_age=None):
     """Bring ``snapshot`` up to date: ``(objects, meta, note)`` or raise FullBuild.
+
+    ``max_age`` (a timedelta, or None for no limit): an older snapshot (by NetBox's clock) is not used.
 
     ``objects`` is ``{"devices": [...], "virtual_machines": [...]}`` (the kinds the snapshot holds),
     ``meta`` the new change-log anchor, ``note`` the ``-v`` line.
@@ -269,6 +306,7 @@ def incremental(client, snapshot, filters):
             version = _result(status, "the NetBox version")
             count, changes = _changes(_result(window, "the change log"))
             counts = {k: _result(f, KINDS[k][0]) for k, f in counts.items()}
+            _check_age(snapshot, clock.date, max_age)
             if version != snapshot["netbox_version"]:
                 raise FullBuild(f"NetBox was {snapshot['netbox_version']}, is {version}")
             if count > len(changes):
@@ -308,7 +346,7 @@ def incremental(client, snapshot, filters):
                             f"holds {len(objects[kind])} (permissions or objects changed outside the change log)")
     head = changes[-1]
     meta = {"netbox_version": version, "custom_field_refs": snapshot["custom_field_refs"],
-            "hwm": {"id": head["id"], "time": head["time"].isoformat()},
+            "hwm": {"id": head["id"], "time": head["time"].isoformat()}, "built": snapshot.get("built"),
             # every id up to the head is visible and applied: none below it can still appear
             "seen": [], "settled": head["id"]}
     n_fetched = sum(len(v) for v in fetched.values())

@@ -17,6 +17,7 @@ import re
 import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import netboxctl  # tests/netbox, put on sys.path by conftest.py
@@ -497,3 +498,70 @@ def test_pruned_change_log_means_a_full_build(netbox, pairs, world):
     mode, reason, _fetched = refresh_of(inc)
     assert mode == "full" and "no longer holds change" in reason, reason
     assert inc.data == cold.data
+
+
+def read_snapshot(path):
+    return json.loads(path.read_bytes().split(b"\n", 1)[1])
+
+
+def write_signed(path, snapshot, token):
+    """What only the holder of ``token`` can write: a snapshot with a valid HMAC."""
+    body = json.dumps(snapshot).encode()
+    mac = hmac.new(_auth_key(f"Token {token}"), body, hashlib.sha256).hexdigest().encode()
+    path.write_bytes(b"locus-netbox-snapshot " + mac + b"\n" + body)
+
+
+def test_snapshot_older_than_max_snapshot_age_means_a_full_build(netbox, pairs, world):
+    """The age is the snapshot's own record of its full build (NetBox's clock), moved back instead of waiting."""
+    pair = pairs[0]
+    pair.both()
+    path = next(pair.state.joinpath("netbox").iterdir())
+    snapshot = read_snapshot(path)
+    built = datetime.fromisoformat(snapshot["built"])
+    assert abs(datetime.now(timezone.utc) - built) < timedelta(minutes=10), built  # NetBox's time of that build
+    # incremental builds keep the time of the full build: they do not make the snapshot younger
+    world.rename_vm(6)
+    inc, cold = pair.both()
+    assert refresh_of(inc)[0] == "incremental" and inc.data == cold.data
+    assert read_snapshot(path)["built"] == snapshot["built"]
+
+    # a changed time in the file that is not signed with the token is not believed: the HMAC fails
+    snapshot = read_snapshot(path)
+    header, body = path.read_bytes().split(b"\n", 1)
+    young = (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()
+    forged = body.replace(f'"built":"{snapshot["built"]}"'.encode(), f'"built":"{young}"'.encode(), 1)
+    assert forged != body
+    path.write_bytes(header + b"\n" + forged)
+    inc, cold = pair.both()
+    mode, reason, _fetched = refresh_of(inc)
+    assert mode == "full" and "does not verify" in reason, reason
+    assert inc.data == cold.data
+
+    # a validly signed snapshot 2 h old (default max_snapshot_age 3600 s), and one dated after NetBox's clock
+    for when, why in ((timedelta(hours=-2), r"full build is 2 h 0 min old, more than max_snapshot_age 3600 s"),
+                      (timedelta(days=1), r"full build is dated .*, after NetBox's time")):
+        snapshot = read_snapshot(path)
+        snapshot["built"] = (datetime.fromisoformat(snapshot["built"]) + when).isoformat()
+        write_signed(path, snapshot, netbox.token_v1)
+        world.rename_vm(7)  # a change the full build must show
+        inc, cold = pair.both()
+        mode, reason, fetched = refresh_of(inc)
+        assert mode == "full" and re.search(why, reason) and fetched > 1, reason
+        assert inc.data == cold.data
+        assert refresh_of(pair.incremental())[0] == "incremental"  # the new snapshot is young again
+
+    # the same old snapshot is used with a larger maximum age, and with none (0)
+    for max_age in (3 * 3600, 0):
+        snapshot = read_snapshot(path)
+        snapshot["built"] = (datetime.fromisoformat(snapshot["built"]) - timedelta(hours=2)).isoformat()
+        write_signed(path, snapshot, netbox.token_v1)
+        relaxed = Pair(pair.run_inventory, pair.state.parent, pair.name, {"max_snapshot_age": max_age})
+        relaxed.state = pair.state
+        assert refresh_of(relaxed.incremental()) == ("incremental", None, 0), max_age
+
+
+def test_max_snapshot_age_must_be_a_number_of_seconds(run_inventory):
+    for value in (-1, 10**18, "an hour"):
+        run = run_inventory({"max_snapshot_age": value})
+        assert run.rc != 0
+        assert "max_snapshot_age" in run.stderr, run.stderr
