@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from locus_testlib import REPO
 
@@ -13,6 +14,12 @@ OURS = "ansible_collections.locus.infra.plugins."
 # `locus` CLI loads the MCP tools (and through them Ansible's vault code, which creates ~/.ansible)
 # only when `locus mcp` runs.
 FUNCTION_LEVEL_ALLOWED = {("plugin_utils/store/_store.py", "plugin_utils.guard._guard"), ("plugin_utils/mcp/_mcp.py", "plugin_utils.mcp._mcp_tools")}
+
+
+# SQL in a string literal (f-string parts included): the statements and the engines' own commands.
+SQL = re.compile(r"\b(?:SELECT\b[\s\S]*?\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(?:TABLE|(?:UNIQUE\s+)?INDEX|"
+                 r"TRIGGER|FUNCTION)|DROP\s+(?:TABLE|INDEX)|ALTER\s+TABLE|PRAGMA|BEGIN\s+IMMEDIATE)\b", re.IGNORECASE)
+STORE = "plugin_utils/store/"
 
 
 def _imports(path):
@@ -98,4 +105,48 @@ def test_the_halt_check_is_imported_by_the_agents_the_action_plugins_and_the_gua
         assert (halt, False) in _imports(PLUGINS / rel), rel
     # and it needs only the store: checking the halt does not load the guard's rules, policy or the agents
     assert _closure([halt]) - {halt} <= {"plugin_utils.store._store", "plugin_utils.store._audit", "plugin_utils.store._refs",
-                                         "plugin_utils._redact"}
+                                         "plugin_utils.store._guard_state", "plugin_utils._redact"}
+
+
+def _sql_literals(path):
+    """``(line, statement start)`` of every string literal in ``path`` that holds SQL."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        elif isinstance(node, ast.JoinedStr):  # f"SELECT {columns} FROM ...": the constant parts, joined
+            text = "?".join(v.value for v in node.values if isinstance(v, ast.Constant))
+        else:
+            continue
+        match = SQL.search(text)
+        if match:
+            found.append((node.lineno, match.group(0)[:40]))
+    return found
+
+
+def test_only_the_store_writes_sql():
+    """Every SQL statement is a named method of plugin_utils/store/ (issue 17): the guard, agents, ops and
+    lookups call those methods, so the schema, both engines' dialects and the transactions live in one place."""
+    in_store, outside = 0, []
+    for path in sorted(PLUGINS.rglob("*.py")):
+        rel = path.relative_to(PLUGINS).as_posix()
+        found = _sql_literals(path)
+        if rel.startswith(STORE):
+            in_store += len(found)
+        else:
+            outside += [f"{rel}:{line}: {sql!r}" for line, sql in found]
+            drivers = [m for m, _inner in _imports_any(path) if m.split(".")[0] in ("sqlite3", "psycopg", "psycopg2")]
+            assert not drivers, f"{rel} imports the database driver {drivers}: only plugin_utils/store/ talks to the database"
+    assert in_store > 40  # the scanner sees the store's own SQL (migrations, records, ledger, guard tables)
+    assert not outside, "SQL outside plugin_utils/store/ (make it a named store method):\n" + "\n".join(outside)
+
+
+def _imports_any(path):
+    """(module, line) of every import in ``path``, of any package."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, node.lineno))
+    return found

@@ -99,10 +99,11 @@ def check_generic_record(action, data):
         raise GuardError(f"the data key {RESERVED_KEY!r} is reserved for the guard's own records")
 
 
-def _used_records(query, ref=None):
-    """``{ref: (approval tag, used at)}`` of the ``accepted`` APPROVAL records (of ``ref`` only, if given)."""
+def _used_records(db, ref=None):
+    """``{ref: (approval tag, used at)}`` of the ``accepted`` APPROVAL records (of ``ref`` only, if given);
+    ``db``: the store or a write transaction of it."""
     used = {}
-    for rec, data in _halt.guard_records(query, "APPROVAL", naming=ref):
+    for rec, data in _halt.guard_records(db, "APPROVAL", naming=ref):
         if data.get("event") == "accepted" and data.get("ref") and (ref is None or data["ref"] == ref):
             used.setdefault(data["ref"], (rec["tag"], _halt.ts_of(rec)))
     return used
@@ -111,14 +112,14 @@ def _used_records(query, ref=None):
 def tables_problem(store):
     """Why the guard's tables disagree with the HALT/APPROVAL records, or None (for ``verify``)."""
     try:
-        state = _halt.chain_halt_state(store.query)
-        problem = _halt.table_problem(store.query, state)
+        state = _halt.chain_halt_state(store)
+        problem = _halt.table_problem(store, state)
         if problem:
             return problem
-        chain = _used_records(store.query)
+        chain = _used_records(store)
     except _store.Tampered as exc:
         return str(exc)
-    table = {r[0]: r[1] for r in store.query("SELECT ref, approval_tag FROM locus_guard_approval_used")}
+    table = store.approvals_used()
     for ref, (tag, _used_at) in sorted(chain.items()):
         if ref not in table:
             return f"the approval of {ref} was used ({tag}) but its row in locus_guard_approval_used was deleted"
@@ -144,10 +145,7 @@ def halt(store, reason, user, via, context=None, check_mode=False):
         tag = tx.record("HALT", f"emergency halt: {reason}", {
             **(context or {}), "event": "halt", "reason": reason, "user": user, "via": via, "epoch": epoch,
         })
-        tx.execute(
-            "UPDATE locus_guard_halt SET halted = 1, tag = ?, reason = ?, since = ?, by_user = ?, epoch = ? WHERE id = 1",
-            (tag, reason, since, user, epoch),
-        )
+        tx.set_halt(tag, reason, since, user, epoch)
         state = _halt.halt_state(store, tx)
     return {"changed": True, "halted": True, "halt": state, "ref_tag": tag, "msg": f"HALTED by {tag}: {reason}"}
 
@@ -185,15 +183,12 @@ def resume(store, policy, key, token, user, via, context=None, check_mode=False,
         else:
             approval_tag = tx.record("APPROVAL", f"resume of {state['tag']} approved by {payload['approver']}",
                                      {"event": "accepted", "halt": state["tag"], **base})
-            tx.execute(
-                "INSERT INTO locus_guard_approval_used (ref, used_at, approval_tag, method) VALUES (?, ?, ?, ?)",
-                (payload["ref"], _ts(), approval_tag, "resume"),
-            )
+            tx.mark_approval_used(payload["ref"], _ts(), approval_tag, "resume")
             resume_tag = tx.record("HALT", f"resume from {state['tag']}", {
                 **(context or {}), "event": "resume", "halt": state["tag"], "approval": approval_tag,
                 "approver": payload["approver"], "user": user, "via": via, "epoch": state["epoch"],
             })
-            tx.execute("UPDATE locus_guard_halt SET halted = 0 WHERE id = 1")
+            tx.clear_halt()
     if reason is not None:
         raise Refused(f"resume token refused: {reason}", refusal)
     state = dict(state, halted=False)
@@ -215,18 +210,18 @@ def _resume_problem(tx, policy, payload, state):
 
 
 def _record_hash(tx, tag):
-    rec = _halt.chained_record(tx.query, tag)
+    rec = _halt.chained_record(tx, tag)
     return rec["hash"] if rec else None
 
 
 def _used_problem(tx, ref):
     """Why ``ref``'s approval cannot be used (again), from the trail; the table must agree."""
-    chain = _used_records(tx.query, ref).get(ref)
-    rows = tx.query("SELECT used_at, approval_tag FROM locus_guard_approval_used WHERE ref = ?", (ref,))
-    if chain and not rows:
+    chain = _used_records(tx, ref).get(ref)
+    row = tx.approval_used(ref)
+    if chain and not row:
         raise _store.Tampered(f"the guard refuses to go on: the approval of {ref} was used ({chain[0]}) but its row in "
                               "locus_guard_approval_used was deleted: the table was edited; run `locus audit verify`")
-    if rows and not chain:
+    if row and not chain:
         raise _store.Tampered(f"the guard refuses to go on: locus_guard_approval_used marks {ref} as used, but the audit "
                               "trail has no accepted approval of it; run `locus audit verify`")
     if chain:
@@ -258,7 +253,7 @@ def approve(store, policy, ref, key=None, signer=None, approver=None, via="cli",
     problem, info = None, {}
     with store.transaction() as tx:
         state = _halt.halt_state(store, tx)
-        rec = _halt.chained_record(tx.query, ref)
+        rec = _halt.chained_record(tx, ref)
         if rec is None:
             problem = f"no audit record with tag {ref}"
         elif action == "HALT":
@@ -603,10 +598,7 @@ class _Decision:
         if accepted and not self.check_mode:
             self.approval_tag = tx.record("APPROVAL", f"approval of {accepted['ref']} used by {ref_tag}", _redact.redact({
                 **self.context, **accepted, "event": "accepted", "decision": ref_tag, "digest": self.digest}))
-            tx.execute(
-                "INSERT INTO locus_guard_approval_used (ref, used_at, approval_tag, method) VALUES (?, ?, ?, ?)",
-                (accepted["ref"], _ts(), self.approval_tag, accepted["method"]),
-            )
+            tx.mark_approval_used(accepted["ref"], _ts(), self.approval_tag, accepted["method"])
         elif refused and not self.check_mode:
             self.approval_tag = tx.record("APPROVAL", f"approval for {ref_tag} refused", _redact.redact({
                 **self.context, **refused, "event": "refused", "decision": ref_tag, "digest": self.digest}))
@@ -682,7 +674,7 @@ def _check_approval(tx, policy, approval, token_payload, token_problem, digest, 
 
 
 def _decision_record(tx, ref):
-    rec = _halt.chained_record(tx.query, ref)
+    rec = _halt.chained_record(tx, ref)
     if rec is None:
         return None, None
     return _halt.record_data(rec["data"]), rec["ts"]

@@ -12,13 +12,15 @@ It needs only the store, so checking the halt does not load the guard's rules an
 The state is derived from the last halt/resume HALT record, each checked as a sound link of
 the hash chain, and cross-checked with the table ``locus_guard_halt``: an edited table or a
 forged record is :class:`_store.Tampered` (fail closed: it neither clears nor sets a halt).
+The SQL behind it is the store's (plugin_utils/store/_guard_state.py); ``db`` below is the
+store or one of its write transactions.
 """
 
 from __future__ import annotations
 
 import json
 
-from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _store
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 
 class Halted(Exception):
@@ -29,44 +31,34 @@ class Halted(Exception):
         self.state = state
 
 
-_COLUMNS = "position, tag, ts, subject, data, prev_hash, hash"
-_LIKE = {"HALT": "tag LIKE 'LOCUS-HALT%'", "APPROVAL": "tag LIKE 'LOCUS-APPROVAL%'"}  # as in the partial indexes
-
-
-def _sound(query, rec):
-    problem = _store.chain_problem(query, rec)
+def _sound(db, rec):
+    problem = _store.chain_problem(db.query, rec)
     if problem:
         raise _store.Tampered(f"the guard refuses to go on: {problem}; run `locus audit verify`")
     return rec
 
 
-def chained_record(query, tag):
-    """The record of ``tag`` (None when there is none); :class:`_store.Tampered` outside the chain."""
-    rows = query(f"SELECT {_COLUMNS} FROM locus_audit WHERE tag = ?", (tag,))  # noqa: S608 - constant columns
-    return _sound(query, _audit.row_dict(rows[0])) if rows else None
+def chained_record(db, tag):
+    """The record of ``tag`` (None when there is none); :class:`_store.Tampered` outside the chain.
+
+    ``db``: the store, or a write transaction of it (then the check and what follows are atomic).
+    """
+    rec = db.audit_record(tag)
+    return _sound(db, rec) if rec is not None else None
 
 
-def guard_records(query, action, batch=50, naming=None):
+def guard_records(db, action, batch=50, naming=None):
     """HALT or APPROVAL records, newest first, each checked as a link of the chain; with ``naming``
     only those whose data holds ``"ref":"<naming>"`` (the single-use check stays cheap however
     long the trail; a record edited to name another ref is caught by the table cross-check)."""
     before = None
     while True:
-        sql = f"SELECT {_COLUMNS} FROM locus_audit WHERE {_LIKE[action]}"  # noqa: S608 - constants
-        params = []
-        if naming is not None:
-            sql += " AND data LIKE ?"
-            params.append(f"%{_audit.canonical_json({'ref': naming})[1:-1]}%")
-        if before is not None:
-            sql += " AND position < ?"
-            params.append(before)
-        rows = query(sql + f" ORDER BY position DESC LIMIT {int(batch)}", params)
-        for row in rows:
-            rec = _sound(query, _audit.row_dict(row))
-            yield rec, record_data(rec["data"])
+        rows = db.guard_records(action, ref=naming, before=before, limit=batch)
+        for rec in rows:
+            yield _sound(db, rec), record_data(rec["data"])
         if len(rows) < batch:
             return
-        before = rows[-1][0]
+        before = rows[-1]["position"]
 
 
 def ts_of(rec):
@@ -76,24 +68,24 @@ def ts_of(rec):
 _NOT_HALTED = {"halted": False, "tag": None, "reason": None, "since": None, "by": None, "epoch": 0}
 
 
-def chain_halt_state(query):
-    for rec, data in guard_records(query, "HALT"):
+def chain_halt_state(db):
+    for rec, data in guard_records(db, "HALT"):
         if data.get("event") == "halt":
             return {"halted": True, "tag": rec["tag"], "reason": data.get("reason"), "since": ts_of(rec),
                     "by": data.get("user"), "epoch": int(data.get("epoch", 0))}
         if data.get("event") == "resume":
-            halted = chained_record(query, str(data.get("halt")))
+            halted = chained_record(db, str(data.get("halt")))
             hdata = record_data(halted["data"]) if halted else {}
             return {"halted": False, "tag": data.get("halt"), "reason": hdata.get("reason"),
                     "since": ts_of(halted) if halted else None, "by": hdata.get("user"), "epoch": int(data.get("epoch", 0))}
     return dict(_NOT_HALTED)
 
 
-def table_problem(query, state):
-    rows = query("SELECT halted, tag, epoch FROM locus_guard_halt WHERE id = 1")
-    if not rows:
+def table_problem(db, state):
+    row = db.halt_row()
+    if row is None:
         return "the row of locus_guard_halt was deleted"
-    halted, tag, epoch = bool(rows[0][0]), rows[0][1], int(rows[0][2])
+    halted, tag, epoch = row
     if (halted, tag, epoch) != (state["halted"], state["tag"], state["epoch"]):
         return (f"locus_guard_halt says halted={int(halted)} tag={tag} epoch={epoch}, but the audit trail says "
                 f"halted={int(state['halted'])} tag={state['tag']} epoch={state['epoch']}: the halt table was edited")
@@ -106,9 +98,9 @@ def halt_state(store, tx=None):
     :class:`_store.Tampered` when that record is not a sound link of the chain or the halt table
     disagrees with it (fail closed: an edited table neither clears nor sets a halt).
     """
-    query = tx.query if tx is not None else store.query
-    state = chain_halt_state(query)
-    problem = table_problem(query, state)
+    db = tx if tx is not None else store
+    state = chain_halt_state(db)
+    problem = table_problem(db, state)
     if problem:
         raise _store.Tampered(f"the guard refuses to go on: {problem}; run `locus audit verify`")
     return state

@@ -509,7 +509,7 @@ class Tools:
                      "no MCP tool can resume")
         rows = self.store.find(action="VALIDATE", fields={_guard.RESERVED_KEY: "decision", "decision": "needs_approval"},
                                limit=args.get("limit", 20))
-        used = _guard._used_records(self.store.query)
+        used = _guard._used_records(self.store)
         pending = []
         for rec in rows:
             data = _audit.public_record(rec)["data"]
@@ -525,7 +525,7 @@ class Tools:
             else:
                 item["waits_for"] = (f"a human approval: `locus approve {rec['tag']}` (then the run again with the token), "
                                      "or the AWX workflow's approval node")
-            issued = [d for _r, d in _halt.guard_records(self.store.query, "APPROVAL", naming=rec["tag"]) if d.get("event") == "issued"]
+            issued = [d for _r, d in _halt.guard_records(self.store, "APPROVAL", naming=rec["tag"]) if d.get("event") == "issued"]
             if issued:
                 item["approval_issued"] = {"approver": issued[0].get("approver"), "expires": issued[0].get("expires")}
             pending.append(item)

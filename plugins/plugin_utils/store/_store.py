@@ -30,7 +30,7 @@ import time
 from urllib.parse import urlsplit
 
 from ansible_collections.locus.infra.plugins.plugin_utils import _redact
-from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _refs
+from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _guard_state, _refs
 
 DEFAULT_STATE_DIR = "~/.local/state/locus"
 DB_NAME = "locus.db"
@@ -227,8 +227,9 @@ def _find(query, action, subject, fields, since, until, limit):
     return [_audit.row_dict(r) for r in rows]
 
 
-class Transaction:
-    """SQL inside one write transaction, with ``?`` placeholders on both engines."""
+class Transaction(_guard_state.GuardReads, _guard_state.GuardWrites):
+    """SQL inside one write transaction, with ``?`` placeholders on both engines (and the guard's reads
+    and writes, :mod:`_guard_state`, so that its checks and writes share the transaction)."""
 
     def __init__(self, store, cursor):
         self._store = store
@@ -319,7 +320,7 @@ class Transaction:
         return tags
 
 
-class Store:
+class Store(_guard_state.GuardReads):
     """Base class: the engine-specific parts are connecting and locking."""
 
     engine = None
@@ -447,12 +448,9 @@ class Store:
 
     def get(self, tag):
         """The record of ``tag`` or None; :class:`Tampered` when it is not a sound link of the chain."""
-        rows = self.query(
-            "SELECT position, tag, ts, subject, data, prev_hash, hash FROM locus_audit WHERE tag = ?", (tag,)
-        )
-        if not rows:
+        rec = self.audit_record(tag)
+        if rec is None:
             return None
-        rec = _audit.row_dict(rows[0])
         problem = chain_problem(self.query, rec)
         if problem:
             raise Tampered(f"{self.engine} store {self.location}: {problem}; run `locus audit verify`")
@@ -494,10 +492,6 @@ class Store:
             "WHERE day >= ? AND state <> 'released' GROUP BY day, agent ORDER BY day, agent",
             (since_day,),
         )
-
-    def approvals_used(self):
-        """The REF-tags of the guard decisions whose approval has been used."""
-        return {r[0] for r in self.query("SELECT ref FROM locus_guard_approval_used")}
 
     def sequences(self):
         """``{(action, day): last_seq}`` as allocated."""
