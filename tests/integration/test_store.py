@@ -260,3 +260,33 @@ def test_ops_reads_on_both_engines(store):
     rows = [tuple(int(v) if i > 1 else v for i, v in enumerate(r)) for r in store.ledger_per_day("20260102")]
     assert rows == [("20260102", "x", 70, 7, 1), ("20260102", "y", 100, 0, 1)]
     assert store.approvals_used() == {first}
+
+
+def test_guard_reads_and_writes_on_both_engines(store):
+    """The store methods behind the halt and single-use approvals (store/_guard_state.py), on the store
+    and inside a write transaction: pages of HALT/APPROVAL records, the halt row, the approvals used."""
+    other = store.record("TASK", "not a guard record", {"ref": "LOCUS-VALIDATE20260101-001"})
+    approvals = [store.record("APPROVAL", f"approval {i}", {"event": "issued", "ref": f"LOCUS-VALIDATE20260101-00{i % 2 + 1}"})
+                 for i in range(5)]
+    assert store.audit_record(approvals[0])["subject"] == "approval 0" and store.audit_record("LOCUS-X20260101-001") is None
+    page = store.guard_records("APPROVAL", limit=2)
+    assert [r["tag"] for r in page] == approvals[:2:-1]  # newest first
+    rest = store.guard_records("APPROVAL", before=page[-1]["position"], limit=10)
+    assert [r["tag"] for r in rest] == approvals[2::-1]
+    assert [r["tag"] for r in store.guard_records("APPROVAL", ref="LOCUS-VALIDATE20260101-001")] == approvals[::-2]
+    assert store.guard_records("HALT") == [] and other not in [r["tag"] for r in store.guard_records("APPROVAL", limit=99)]
+    assert store.halt_row() == (False, None, 0)
+    with store.transaction() as tx:
+        halt = tx.record("HALT", "halt", {"event": "halt"})
+        tx.set_halt(halt, "why", "t", "ops", 1)
+        assert tx.halt_row() == (True, halt, 1) and [r["tag"] for r in tx.guard_records("HALT")] == [halt]
+        assert tx.approval_used("LOCUS-VALIDATE20260101-001") is None
+        tx.mark_approval_used("LOCUS-VALIDATE20260101-001", "t1", approvals[4], "token")
+        assert tx.approval_used("LOCUS-VALIDATE20260101-001") == ("t1", approvals[4])
+        tx.clear_halt()
+    assert store.halt_row() == (False, halt, 1) and store.approvals_used() == {"LOCUS-VALIDATE20260101-001"}
+    # a second use of the same approval fails the whole transaction, even without the guard's check
+    with pytest.raises(_store.StoreError), store.transaction() as tx:
+        tx.set_halt(halt, "again", "t", "ops", 2)
+        tx.mark_approval_used("LOCUS-VALIDATE20260101-001", "t2", approvals[3], "token")
+    assert store.halt_row() == (False, halt, 1) and store.approval_used("LOCUS-VALIDATE20260101-001") == ("t1", approvals[4])
