@@ -9,7 +9,8 @@ so run it under the lab lock:
 
     flock /tmp/locus-lab.lock .venv/bin/python bench/ops.py [--repeat 3]
 
-Each run also prints its CPU time (user + system of ansible-playbook and its forks) and the load
+Each health_review run also prints how many agent answers came from the model and how many from the cache
+(its AGENT records). Each run also prints its CPU time (user + system of ansible-playbook and its forks) and the load
 average when it started: on a shared machine the wall time follows the load, the CPU time much
 less. The slowest tasks of each playbook's median run come from ansible.posix.profile_tasks.
 
@@ -19,6 +20,7 @@ Last line: ``ops: heartbeat H s status_report S s health_review R s (target 10 s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -45,15 +47,25 @@ def _slowest(stdout, n=4):
     return sorted(((float(s), name.strip()) for name, s in rows), reverse=True)[:n]
 
 
+def _agent_records(env):
+    """``(cached, model)``: the AGENT records in the bench's store so far - answers from the agents' cache, and model calls."""
+    out = subprocess.run([str(BIN / "locus"), "audit", "export"], env=env, capture_output=True, text=True, check=True).stdout
+    agents = [json.loads(r["data"]) for r in map(json.loads, out.splitlines()) if r["tag"].startswith("LOCUS-AGENT")]
+    cached = sum(1 for d in agents if d.get("cached"))
+    return cached, len(agents) - cached
+
+
 def run(playbook, env):
     load = os.getloadavg()[0]
+    agents_before = _agent_records(env)
     cpu, started = _cpu(), time.monotonic()
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(REPO / "inventory" / "lab"), str(REPO / "playbooks" / playbook)],
                           env=env, cwd=REPO, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit(f"{playbook} failed ({proc.returncode}); is the lab up and configured?\n{proc.stdout[-3000:]}")
-    return {"wall": elapsed, "cpu": _cpu() - cpu, "load": load, "slowest": _slowest(proc.stdout)}
+    agents = [after - before for before, after in zip(agents_before, _agent_records(env), strict=True)]
+    return {"wall": elapsed, "cpu": _cpu() - cpu, "load": load, "slowest": _slowest(proc.stdout), "cached": agents[0], "model": agents[1]}
 
 
 def main():
@@ -68,7 +80,8 @@ def main():
             for name, done in runs.items():  # interleaved, so machine load falls on all alike
                 done.append(run(name, env))
                 r = done[-1]
-                print(f"run {n + 1}: {name:<18} {r['wall']:6.1f} s wall {r['cpu']:6.1f} s CPU (load {r['load']:.1f})", flush=True)
+                agents = f", agents: {r['model']} model call(s), {r['cached']} from the cache" if r["model"] or r["cached"] else ""
+                print(f"run {n + 1}: {name:<18} {r['wall']:6.1f} s wall {r['cpu']:6.1f} s CPU (load {r['load']:.1f}){agents}", flush=True)
     med = {name: statistics.median(r["wall"] for r in done) for name, done in runs.items()}
     for name in ("heartbeat.yml", "status_report.yml", "health_review.yml"):
         cpu = statistics.median(r["cpu"] for r in runs[name])
