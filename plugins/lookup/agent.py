@@ -66,7 +66,7 @@ import json
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.locus.infra.plugins.plugin_utils import _run
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact, _run
 from ansible_collections.locus.infra.plugins.plugin_utils.agents import _agent
 from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
@@ -105,8 +105,10 @@ class LookupModule(LookupBase):
                     result = _agent.run_agent({**options, "task": term}, store, check_mode=check_mode, job=_run.run_id())
                 except _agent.AgentError as exc:
                     raise AnsibleError(f"locus.infra.agent lookup ({exc.kind}, {exc.result.get('ref_tag')}): {exc}") from None
-                # Concurrent forks templating the same lookup agree on the first stored answer.
-                value, _reused = store.memoised(scope, key, lambda tx, r=result: json.dumps(r["output"]))
+                # Concurrent forks templating the same lookup agree on the first stored answer. It is
+                # kept (and so answered) with any secret it echoes masked: the memo is in the store.
+                value, _reused = store.memoised(
+                    scope, key, lambda tx, r=result: json.dumps(_redact.mask_strings(r["output"], [options.get("api_key")])))
                 answers.append(json.loads(value))
             return answers
         except _store.StoreError as exc:

@@ -426,6 +426,35 @@ def scrub(value, secrets=None, clean=True, _depth=0):
     return scrub_literals(value, secrets, clean)  # other objects: what json would write with default=str
 
 
+def _mask(text, literals, loose=False, learn=False):
+    # Known values and patterns are both found in the text as it is, then masked in one pass: a
+    # value masked first could hide the context a pattern needs, and the other way round.
+    found = secret_spans(text, loose=loose)
+    if learn and found:
+        remember(*_with_pieces(text[start:end].strip("\"'") for start, end, _key in found))
+    text = mask_spans(text, _merge(found + _literal_spans(text, literals)))
+    return _replace_literals(text, literals)  # what the masks joined into a known value
+
+
+def mask_text(text, secrets=()):
+    """``text`` with every secret masked (known, literal ``secrets``, secret-looking), whole: not cut
+    like :func:`redact_text`, for copies that must keep what is not secret (a cached LLM answer)."""
+    return _mask(clean_text(text), _literals(secrets))
+
+
+def mask_strings(value, secrets=(), _depth=0):
+    """A copy of ``value`` with :func:`mask_text` applied to every string; keys, numbers and shape kept."""
+    if _depth > 100:
+        return "[nested too deep, not recorded]"
+    if isinstance(value, dict):
+        return {k: mask_strings(v, secrets, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_strings(v, secrets, _depth + 1) for v in value]
+    if isinstance(value, (str, bytes)):
+        return mask_text(value, secrets)
+    return value
+
+
 def redact_text(text, secrets=(), loose=False, learn=False):
     """Mask every secret in ``text`` (known, literal ``secrets``, secret-looking) and cut it to :data:`MAX_STRING`.
 
@@ -435,15 +464,7 @@ def redact_text(text, secrets=(), loose=False, learn=False):
     """
     text = clean_text(text)
     full = len(text)
-    text = text[:_WINDOW]
-    literals = _literals(secrets)
-    # Known values and patterns are both found in the text as it is, then masked in one pass: a
-    # value masked first could hide the context a pattern needs, and the other way round.
-    found = secret_spans(text, loose=loose)
-    if learn and found:
-        remember(*_with_pieces(text[start:end].strip("\"'") for start, end, _key in found))
-    text = mask_spans(text, _merge(found + _literal_spans(text, literals)))
-    text = _replace_literals(text, literals)  # what the masks joined into a known value
+    text = _mask(text[:_WINDOW], _literals(secrets), loose, learn)
     if full > MAX_STRING:
         text = f"{text[:MAX_STRING]}… [{full - MAX_STRING} more characters not recorded]"
     return text

@@ -639,10 +639,13 @@ class _Call:
                 _budget.release(tx, reservation, tag)
 
     def _cache(self, tx, tag, usage, latency):
+        # The cache is part of the store: an answer that echoes a secret (from the prompt, the
+        # run's vault, the API key) is kept masked, and a cache hit answers with it masked.
         last = self.responses[-1]
+        secrets = self.rec.secrets
         response = {
-            "output": self.output,
-            "text": last.text,
+            "output": _redact.mask_strings(self.output, secrets),
+            "text": _redact.mask_text(last.text, secrets) if isinstance(last.text, str) else last.text,
             "model": last.model,
             "usage": usage,
             "stop_reason": last.stop_reason,
