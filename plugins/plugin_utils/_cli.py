@@ -207,12 +207,9 @@ def _export_record(rec, where):
 
 
 def _shown(text):
-    """One line for a terminal: control and format characters as \\uXXXX, so that recorded
-    text cannot move the cursor, clear the screen or reorder the line (ESC, CR, U+202E).
-    The escapes are JSON's own, so JSON text stays valid JSON with the same values."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _json_escape(c) for c in text)
+    """One line for a terminal (:func:`_redact.printable`): recorded text cannot move the cursor,
+    clear the screen or reorder the line (ESC, CR, U+202E)."""
+    return _redact.printable(text)
 
 
 class _Terminal:
@@ -227,14 +224,6 @@ class _Terminal:
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
-
-
-def _json_escape(char):
-    n = ord(char)
-    if n < 0x10000:
-        return f"\\u{n:04x}"
-    n -= 0x10000  # beyond the BMP: a surrogate pair, as JSON spells it
-    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
 
 
 def cmd_audit_show(args, store):

@@ -298,6 +298,24 @@ def clean_text(text, nul=False):
     return text
 
 
+def _json_escape(char):
+    n = ord(char)
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    n -= 0x10000  # beyond the BMP: a surrogate pair, as JSON spells it
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+
+
+def printable(text):
+    """``text`` safe on a terminal: control and format characters (ESC, BEL, CR, newlines, U+202E ...)
+    as ``\\uXXXX``, JSON's own escapes (JSON text stays valid JSON with the same values). For text
+    from outside that is shown to people: a halt's reason, who asked for it, what a record says."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _json_escape(c) for c in text)
+
+
 # -- values known to be secret --------------------------------------------------------------------
 _KNOWN = set()
 _known_sorted = ()

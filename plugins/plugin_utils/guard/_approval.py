@@ -276,7 +276,8 @@ def verify(token, key=None, now=None, approvers=None):
             raise ApprovalError(f"no approval key: set {KEY_ENV} or {KEY_FILE_ENV}")
         if not hmac.compare_digest(given, _sign(key, body)):
             kid = payload.get("kid")
-            hint = f" (it names key {kid}, this guard has key {key_id(key)})" if isinstance(kid, str) and kid != key_id(key) else ""
+            named = _HMAC_FIELDS["kid"](kid) and kid != key_id(key)  # a forged kid is not echoed (it could be anything)
+            hint = f" (it names key {kid}, this guard has key {key_id(key)})" if named else ""
             raise TokenRefused(f"the token's signature does not match: forged, altered or signed with another key{hint}", payload)
         _check_fields(payload, prefix)
     now = int(time.time() if now is None else now)

@@ -129,8 +129,13 @@ def tables_problem(store):
 
 
 def halt(store, reason, user, via, context=None, check_mode=False):
-    """Set the emergency halt (a HALT record). Halting while halted changes nothing."""
-    reason = _redact.redact_text(" ".join(str(reason or "").split()))
+    """Set the emergency halt (a HALT record). Halting while halted changes nothing.
+
+    The reason and who asked come from outside (an MCP client's words and self-declared name) and
+    are shown on every operator's terminal while halted: control and format characters are kept
+    escaped (:func:`_redact.printable`), so they cannot clear a screen or reorder a line."""
+    reason = _redact.printable(_redact.redact_text(" ".join(str(reason or "").split())))
+    user = _redact.printable(user)
     if not reason:
         raise GuardError("an emergency halt needs a reason")
     with store.transaction() as tx:

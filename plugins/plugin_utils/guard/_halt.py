@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 
+from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 
@@ -107,8 +108,10 @@ def halt_state(store, tx=None):
 
 
 def halt_message(state):
+    """What every refused plugin says; printable whatever the HALT record holds (:func:`_redact.printable`)."""
+    by, reason = _redact.printable(state["by"]), _redact.printable(state["reason"])
     return (
-        f"locus.infra is HALTED by {state['tag']} since {state['since']} ({state['by']}): {state['reason']}. "
+        f"locus.infra is HALTED by {state['tag']} since {state['since']} ({by}): {reason}. "
         f"Plugins that change anything or spend tokens refuse to run until a human resumes: "
         f"`locus approve {state['tag']}` then `locus resume --token …`."
     )

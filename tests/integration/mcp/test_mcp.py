@@ -339,6 +339,28 @@ def test_a_halt_requested_through_mcp_stops_a_playbook(tmp_path):
     assert b"PlantedBearerXYZ0123456789" not in raw and b"BGP flapping, seen by the assistant" in raw  # the token masked, the words kept
 
 
+TERMINAL_ATTACK = "\x1b[2J\x1b]0;pwned\x07\x1b]52;c;cm0gLXJmIH4=\x07\u202e\r\x08"
+
+
+def test_a_halt_requested_through_mcp_cannot_drive_the_operators_terminal(store_env, open_test_store):
+    """An MCP client's halt reason and self-declared name reach every operator's ansible-playbook
+    output (the halt message): escape sequences in them (clear screen, window title, OSC 52
+    clipboard, right-to-left override, carriage return) appear escaped, never raw."""
+    _listed, results = session(_params(store_env), [("request_halt", {"reason": f"routes leak{TERMINAL_ATTACK} now"})],
+                               name=f"assistant{TERMINAL_ATTACK}")
+    tag = results[0].structured_content["halt_tag"]
+    run = run_playbook(REPO / "tests" / "integration" / "playbooks" / "mcp_halted.yml", env=store_env, check=False)
+    assert run.returncode != 0 and tag in run.stdout and "not halted" not in run.stdout
+    shown = run.stdout + run.stderr
+    raw = sorted({c for c in TERMINAL_ATTACK if not c.isprintable() and c in shown})
+    assert not raw, f"raw control characters reached the terminal: {raw!r}"
+    assert "routes leak\\u001b[2J" in shown  # escaped as JSON spells it, inside the JSON of the result too
+    data = json.loads(open_test_store().get(tag)["data"])
+    assert data["reason"].startswith("routes leak\\u001b[2J\\u001b]0;pwned\\u0007")
+    assert data["user"].endswith("via MCP client assistant\\u001b[2J\\u001b]0;pwned\\u0007\\u001b]52;c;cm0gLXJmIH4=\\u0007\\u202e\\u000d\\u0008")
+    assert data["mcp"]["client"]["name"] == f"assistant{TERMINAL_ATTACK}"  # recorded exactly where it is data
+
+
 def test_reports_outside_the_report_directories_are_not_read(tmp_path):
     env = {"LOCUS_STATE_DIR": str(tmp_path / "state")}
     store = _open(env)
