@@ -33,6 +33,11 @@ description:
   - Fail closed - any failure inside the callback (the store stops taking records, or any other
     error) stops the run with exit code 2 and a message saying why; Ansible would otherwise turn
     it into a warning and go on unaudited.
+  - An emergency halt set while the run is under way (C(locus halt), an MCP client, another
+    playbook) stops the run before its next task, whatever module that task uses; the running task
+    finishes. The C(JOB) is closed with status C(halted) and the HALT tag, and the run exits 2. A
+    run started while halted (a read-only report, the resume itself) and a halt the run sets itself
+    (C(playbooks/emergency_halt.yml)) do not stop it.
   - Exports the run's JOB tag as E(LOCUS_RUN_ID) so lookups in worker processes can memoise
     per run.
   - Enable it with C(callbacks_enabled = locus.infra.audit) in C(ansible.cfg) (this collection's
@@ -78,6 +83,7 @@ from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.locus.infra.plugins.plugin_utils import _redact, _run, _secrets
+from ansible_collections.locus.infra.plugins.plugin_utils.guard import _halt
 from ansible_collections.locus.infra.plugins.plugin_utils.store import _store
 
 AWX_VARS = (
@@ -95,6 +101,7 @@ AWX_VARS = (
 )
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_UNAUDITED = 2  # the exit code of a run refused or stopped because it cannot be audited
+EXIT_HALTED = 2  # the exit code of a run stopped by an emergency halt set while it was under way
 
 
 class AuditStopped(SystemExit):
@@ -106,6 +113,10 @@ class AuditStopped(SystemExit):
     """
 
 
+class RunHalted(SystemExit):
+    """Stops the run: an emergency halt was set while it was under way (a SystemExit, as above)."""
+
+
 def _fail_closed(method):
     """Any failure inside a callback method stops the run (or, with fail_closed=false, is reported)."""
 
@@ -115,7 +126,7 @@ def _fail_closed(method):
             raise AuditStopped(EXIT_UNAUDITED)  # a failure seen outside the main thread
         try:
             return method(self, *args, **kwargs)
-        except (AuditStopped, KeyboardInterrupt):
+        except (AuditStopped, RunHalted, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - every failure must stop the run, whatever it is
             self._stop(method.__name__, exc)
@@ -144,6 +155,7 @@ class CallbackModule(CallbackBase):
         self._prev_handlers = {}
         self._signals = []  # signals received while the run went on
         self._stopping = None
+        self._halt_epoch = None  # the halt epoch this run has seen (a new halt stops it)
         self._cli = {}
         self._user = getpass.getuser()
         self._controller = socket.gethostname()
@@ -182,6 +194,8 @@ class CallbackModule(CallbackBase):
             self._display.error(msg)
             return
         os.environ[_run.RUN_ID_ENV] = self._job
+        row = self._store.halt_row()
+        self._halt_epoch = row[2] if row else None
         atexit.register(self._at_exit)
         for signum in _SIGNALS:  # wrap ansible's own handlers (they stop the workers)
             self._prev_handlers[signum] = signal.getsignal(signum)
@@ -207,10 +221,35 @@ class CallbackModule(CallbackBase):
     @_fail_closed
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._flush()
+        self._stop_if_halted(task)
 
     @_fail_closed
     def v2_playbook_on_handler_task_start(self, task):
         self._flush()
+        self._stop_if_halted(task)
+
+    def _stop_if_halted(self, task):
+        """Before a task (on the main thread, before any worker gets it): stop the run when an
+        emergency halt was set since the run began, by someone else. One cheap read of the halt
+        row per task; the HALT record itself is read (and checked as a link of the chain) only
+        when that row moved."""
+        if self._store is None or self._job is None:
+            return
+        row = self._store.halt_row()
+        if row is not None and row[2] == self._halt_epoch:
+            return
+        state = _halt.halt_state(self._store)  # an edited halt table: Tampered, the run stops (fail closed)
+        self._halt_epoch = state["epoch"]
+        if not state["halted"]:
+            return
+        record = _halt.chained_record(self._store, state["tag"])
+        if record is not None and _halt.record_data(record["data"]).get("job") == self._job:
+            return  # this run set the halt itself (playbooks/emergency_halt.yml): it goes on to report it
+        name = _redact.printable(_redact.redact_text(task.get_name()))
+        self._display.error(f"locus.infra.audit: {_halt.halt_message(state)} The halt came while this run was under way: "
+                            f"stopping before the task '{name}'.")
+        self._close("halted", reason=f"emergency halt {state['tag']} set during the run; stopped before the task '{name}'")
+        raise RunHalted(EXIT_HALTED)
 
     @_fail_closed
     def v2_runner_on_start(self, host, task):

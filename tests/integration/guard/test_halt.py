@@ -14,7 +14,7 @@ from pathlib import Path
 
 from doubles.proxmox_api import PveDouble
 
-from locus_testlib import REPO, run_locus, run_playbook
+from locus_testlib import REPO, VENV_BIN, run_locus, run_playbook
 
 HERE = Path(__file__).parent / "playbooks"
 
@@ -109,6 +109,24 @@ def test_emergency_halt_playbook_halts_and_resumes(store_env, open_test_store):
     both = run_playbook(playbook, env=store_env, args=["-e", '{"halt_reason": "x", "halt_resume": true}'], check=False)
     assert both.returncode != 0 and "not both" in both.stdout
     assert _events(open_test_store(), "LOCUS-HALT") == ["halt", "resume"]
+
+
+def test_a_halt_set_during_a_run_stops_its_next_tasks(store_env, open_test_store, tmp_path):
+    """The race of an operator's halt against a running apply: the audit callback looks at the
+    halt before every task and stops the run at the first task after a halt it did not set itself
+    (plain modules included; the running task finishes). The JOB is closed as halted."""
+    args = ["-e", json.dumps({"probe_dir": str(tmp_path), "locus_bin": str(VENV_BIN / "locus")})]
+    run = run_playbook(HERE / "halt_mid_run.yml", env=store_env, args=args, check=False)
+    assert run.returncode != 0
+    assert not (tmp_path / "applied-after-halt").exists(), "a task ran after the halt"
+    store = open_test_store()
+    halt = next(r for r in store.iter_records() if r["tag"].startswith("LOCUS-HALT"))
+    assert f"HALTED by {halt['tag']}" in run.stdout + run.stderr and "A plain module that changes" in run.stdout + run.stderr
+    jobs = [json.loads(r["data"]) for r in store.iter_records() if r["tag"].startswith("LOCUS-JOB")]
+    assert jobs[-1]["event"] == "end" and jobs[-1]["status"] == "halted" and halt["tag"] in jobs[-1]["reason"]
+    tasks = [json.loads(r["data"])["task"] for r in store.iter_records() if r["tag"].startswith("LOCUS-TASK")]
+    assert tasks == ["Stop here while locus.infra is halted", "An operator halts locus.infra from another terminal"]
+    assert store.verify()["ok"]
 
 
 def test_every_action_plugin_goes_through_the_halt_check():
