@@ -3,8 +3,9 @@
 """BIRD 2 configuration as one tree: stage, validate, write, load with BIRD's undo timer, confirm or undo.
 
 Private API of the collection (may change without notice). Runs on the managed host (shipped
-with ``locus.infra.bird_tree``); standard library only. The file comparison and the lock are
-nginx_tree's (:mod:`_nginx_tree`), the parser of ``birdc show protocols`` is ops_probe's.
+with ``locus.infra.bird_tree``); standard library only. The desired files, their comparison,
+the file writer and the lock are :mod:`_config_tree`'s (nginx_tree's too), the waits
+:mod:`_retry`'s, the parser of ``birdc show protocols`` is ops_probe's.
 
 The tree is the main file (``bird.conf``) plus one directory owned entirely by the caller
 (``locus/``) below BIRD's configuration directory; the main file includes the rest by
@@ -32,23 +33,25 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.locus.infra.plugins.module_utils._nginx_tree import (
+from ansible_collections.locus.infra.plugins.module_utils._config_tree import (
     Entry,
     Lock,
     TreeError,
-    check_relpath,
-    compare,
+    desired,
+    differences,
     group_id,
+    make_dir,
     parse_mode,
     read_live,
     relabel,
+    tree_name,
+    write_tree,
 )
 from ansible_collections.locus.infra.plugins.module_utils._ops_probe import parse_bird_protocols
-from ansible_collections.locus.infra.plugins.module_utils._retry import WaitTimeout, poll
+from ansible_collections.locus.infra.plugins.module_utils._retry import wait_for
 
-# The API the module and the tests use (some of it is nginx_tree's, shared).
-__all__ = ["Bird", "Entry", "Transaction", "TreeError", "compare", "established", "read_live", "required_sessions", "run",
-           "write_entries"]
+# The API the module and the tests use (TreeError is _config_tree's, shared with nginx_tree).
+__all__ = ["Bird", "Transaction", "TreeError", "established", "required_sessions", "run", "write_entries"]
 
 _ERROR_LINE = re.compile(r"^[89][0-9]{3}[ -]|[Uu]nable")
 _CODE = re.compile(r"^[0-9]{4}[ -]")
@@ -143,35 +146,12 @@ def required_sessions(mode, sessions, before):
     return [s for s in sessions if s in before], list(sessions)
 
 
-def _make_dir(path, gid, mode=0o750):
-    os.makedirs(path, mode=mode, exist_ok=True)
-    if gid is not None:
-        os.chown(path, 0, gid)
-    os.chmod(path, mode)
+DIR_MODE, DIR_GROUP = 0o750, "bird"  # BIRD's daemon user reads the tree, nobody else
 
 
-def write_entries(base, entries, tree, dir_group="bird"):
-    """Write ``entries`` below ``base``, each file via a temporary file and a rename (atomic per file)."""
-    gid = group_id(dir_group)
-    _make_dir(os.path.join(base, tree), gid)
-    for e in entries:
-        full = os.path.join(base, e.path)
-        parent = os.path.dirname(full)
-        if not os.path.isdir(parent):
-            _make_dir(parent, gid)
-        fd, tmp = tempfile.mkstemp(prefix=".locus-", dir=parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(e.content)
-            egid = group_id(e.group)
-            if egid is not None:
-                os.chown(tmp, 0, egid)
-            os.chmod(tmp, e.mode)
-            os.replace(tmp, full)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+def write_entries(base, entries, tree):
+    """Write ``entries`` below ``base`` (a staging directory, or the live one: each file is replaced atomically)."""
+    write_tree(base, entries, tree, DIR_MODE, DIR_GROUP)
 
 
 def copy_tree(src, dst, main_file, tree):
@@ -224,10 +204,10 @@ class Transaction:
 
         Raises TreeError (stage ``parse`` or ``check``) naming the live file, line and column.
         """
-        _make_dir(self.stage_parent, group_id("bird"))
+        make_dir(self.stage_parent, DIR_MODE, group_id(DIR_GROUP))
         stage = tempfile.mkdtemp(prefix="stage-", dir=self.stage_parent)
         try:
-            _make_dir(stage, group_id("bird"))
+            make_dir(stage, DIR_MODE, group_id(DIR_GROUP))
             write_entries(stage, entries, self.tree)
             conf = os.path.join(stage, self.main_file)
             ok, out = self.bird.parse(conf)
@@ -284,19 +264,14 @@ class Transaction:
         self.log.append(f"restored the previous files in {self.conf_dir}")
 
     # ---------------------------------------------------------------- the sessions
-    def wait(self, wait_for, timeout):
-        """Poll until every session of ``wait_for`` is Established or ``timeout`` seconds passed; returns the last protocols."""
-        last = []
+    def wait(self, sessions, timeout):
+        """Poll until every session of ``sessions`` is Established or ``timeout`` seconds passed; returns the last protocols."""
+        def all_up(protocols):
+            up = established(protocols)
+            return all(s in up for s in sessions)
 
-        def check():
-            last[:] = self.bird.protocols()
-            up = established(last)
-            return last if all(s in up for s in wait_for) else None
-
-        try:
-            return poll(check, timeout=max(timeout, 0), interval=0.5, cap=2.0, sleep=self.sleep, clock=self.clock)
-        except WaitTimeout:
-            return last
+        return wait_for(self.bird.protocols, all_up, timeout=max(timeout, 0), interval=0.5, cap=2.0, sleep=self.sleep,
+                        clock=self.clock)[1]
 
     # ---------------------------------------------------------------- the transaction
     def apply(self, entries, changed, pending):
@@ -392,27 +367,25 @@ def run(module):
     Returns the module result; raises :class:`TreeError` whose ``extra`` is the result so far.
     """
     p = module.params
-    tree = p["tree"].strip("/")
-    if not tree or "/" in tree or tree.startswith("."):
-        raise TreeError(f"tree must be one directory name inside conf_dir, got {p['tree']!r}", "validate")
-    desired = desired_entries(p)
+    tree = tree_name(p["tree"])
+    entries = desired_entries(p, tree)
     bird = Bird(p["bird_binary"], p["birdc_binary"], p["control_socket"])
     transaction = Transaction(bird, p["conf_dir"], p["main_file"], tree, p["stage_dir"], p["rollback_dir"], p["sessions"],
                               p["confirm_sessions"], p["confirm_wait"], p["configure_timeout"])
     if module.check_mode:
-        result, changed = _differences(module, transaction, desired)
+        result, changed = _differences(module, tree, transaction, entries)
         if changed and p["validate_in_check_mode"]:
             # The daemon's own check only where a daemon answers (not before BIRD is installed).
-            _fail_with(result, transaction.validate, desired, daemon=os.path.exists(p["control_socket"] or DEFAULT_SOCKET))
+            _fail_with(result, transaction.validate, entries, daemon=os.path.exists(p["control_socket"] or DEFAULT_SOCKET))
             result["log"] = transaction.log
         return result
     if not os.path.isdir(p["conf_dir"]):
         raise TreeError(f"{p['conf_dir']} does not exist (is BIRD installed?)", "validate")
     with Lock(LOCK_FILE):
         # Compared under the lock: another run may have changed the tree while this one waited.
-        result, changed = _differences(module, transaction, desired)
+        result, changed = _differences(module, tree, transaction, entries)
         if result["changed"]:
-            result.update(_fail_with(result, transaction.apply, desired, changed, result["pending"]))
+            result.update(_fail_with(result, transaction.apply, entries, changed, result["pending"]))
     return result
 
 
@@ -427,23 +400,10 @@ def _fail_with(result, step, *args, **kwargs):
         raise
 
 
-def desired_entries(params):
-    """The desired tree from the options ``files`` and ``secret_files``. Raises TreeError (stage ``validate``)."""
-    tree, out, seen = params["tree"].strip("/"), [], set()
-    try:
-        mode = parse_mode(params["mode"], 0o640)
-        group_id(params["group"])
-        for kind, items in (("files", params["files"]), ("secret_files", params["secret_files"])):
-            for n, f in enumerate(items):
-                path = check_relpath(f["path"], params["main_file"], tree)
-                if path in seen:
-                    raise ValueError(f"{kind}[{n}]: {path} is given twice")
-                seen.add(path)
-                out.append(Entry(path, f["content"], mode, group=params["group"], secret=kind == "secret_files"))
-    except ValueError as exc:
-        raise TreeError(str(exc), "validate") from None
-    if params["main_file"] not in seen:
-        raise TreeError(f"files must include the main file {params['main_file']}", "validate")
+def desired_entries(params, tree):
+    """The desired tree from the options ``files`` and ``secret_files`` (all with O(mode) and O(group)).
+    Raises TreeError (stage ``validate``)."""
+    out = desired(_entries(params), params["main_file"], tree)
     if params["configure_timeout"] < params["confirm_wait"] + 30:
         raise TreeError(f"configure_timeout ({params['configure_timeout']} s) must be at least confirm_wait + 30 "
                         f"({params['confirm_wait'] + 30:g} s), or BIRD's timer undoes the change before it can be confirmed",
@@ -451,13 +411,22 @@ def desired_entries(params):
     return out
 
 
-def _differences(module, transaction, desired):
-    """``(result, changed)``: the file differences (and diff) against the live tree, and whether the files differ."""
+def _entries(params):
+    """``(where, Entry)`` of the options ``files`` and ``secret_files``."""
+    mode = parse_mode(params["mode"], 0o640)
+    group_id(params["group"])
+    for kind in ("files", "secret_files"):
+        for n, f in enumerate(params[kind]):
+            yield f"{kind}[{n}]", Entry(f["path"], f["content"], mode, group=params["group"], secret=kind == "secret_files")
+
+
+def _differences(module, tree, transaction, entries):
+    """``(result, changed)``: the file differences (and diff) against the live tree, whether the files
+    differ, and whether an earlier run's change is pending (then the result is a change too)."""
     p = module.params
-    live = read_live(p["conf_dir"], p["main_file"], p["tree"].strip("/")) if os.path.isdir(p["conf_dir"]) else {}
-    changes, diffs = compare(desired, live, p["conf_dir"])
-    pending = transaction.pending()
-    result = {"changed": bool(changes) or pending, "changes": changes, "pending": pending}
-    if module._diff and diffs:
-        result["diff"] = diffs
-    return result, bool(changes)
+    live = read_live(p["conf_dir"], p["main_file"], tree) if os.path.isdir(p["conf_dir"]) else {}
+    result = differences(entries, live, p["conf_dir"], diff=module._diff)
+    changed = result["changed"]
+    result["pending"] = transaction.pending()
+    result["changed"] = changed or result["pending"]
+    return result, changed

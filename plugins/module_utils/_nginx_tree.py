@@ -4,6 +4,8 @@
 
 Private API of the collection (may change without notice). Runs on the managed host
 (shipped with ``locus.infra.nginx_tree`` and ``locus.infra.nginx_probe``); standard library only.
+The desired files, their comparison with the live tree, the file writer and the lock are
+:mod:`_config_tree`'s (bird_tree's too); the waits are :mod:`_retry`'s.
 
 The tree is the main file (``nginx.conf``) plus one directory owned entirely by the caller
 (``locus/``) below the configuration directory. Every include, certificate and password
@@ -31,8 +33,6 @@ trees compared, check-mode test or transaction); the module file declares its op
 from __future__ import annotations
 
 import errno
-import fcntl
-import grp
 import hashlib
 import http.client
 import os
@@ -40,70 +40,23 @@ import re
 import shutil
 import socket
 import ssl
-import stat
 import subprocess
 import tempfile
-import time
 
-
-class TreeError(Exception):
-    """A failure with the stage it happened in and extra result keys."""
-
-    def __init__(self, msg, stage, **extra):
-        super().__init__(msg)
-        self.stage = stage
-        self.extra = extra
-
-
-SECRET_MARK = "(secret content not shown, sha256 {digest})\n"  # noqa: S105 - a placeholder, not a secret
-
-
-# ------------------------------------------------------------------ the desired tree -----------
-class Entry:
-    """One desired file: path relative to the configuration directory, bytes, mode, group."""
-
-    def __init__(self, path, content, mode, group=None, secret=False):
-        self.path = path
-        self.content = content if isinstance(content, bytes) else content.encode("utf-8")
-        self.mode = mode
-        self.group = group
-        self.secret = secret
-
-    def digest(self):
-        return hashlib.sha256(self.content).hexdigest()
-
-    def text(self):
-        if self.secret:
-            return SECRET_MARK.format(digest=self.digest()[:16])
-        return self.content.decode("utf-8", "replace")
-
-
-def parse_mode(value, default):
-    if value is None or value == "":
-        return default
-    if isinstance(value, int):
-        return value
-    return int(str(value), 8)
-
-
-def check_relpath(path, main_file, tree):
-    """A desired path must be the main file or lie inside the tree; no escapes."""
-    norm = os.path.normpath(path)
-    if norm.startswith("/") or norm.startswith("..") or norm != path.rstrip("/"):
-        raise ValueError(f"{path!r} must be a plain path relative to the configuration directory")
-    if norm != main_file and not norm.startswith(tree + "/"):
-        raise ValueError(f"{path!r} is neither {main_file} nor inside {tree}/ (the tree this module owns)")
-    return norm
-
-
-def group_id(name):
-    if name is None:
-        return None
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise ValueError(f"group {name!r} does not exist on this host") from None
-
+from ansible_collections.locus.infra.plugins.module_utils._config_tree import (
+    Entry,
+    Lock,
+    TreeError,
+    desired,
+    differences,
+    group_id,
+    parse_mode,
+    read_live,
+    relabel,
+    tree_name,
+    write_tree,
+)
+from ansible_collections.locus.infra.plugins.module_utils._retry import wait_for
 
 # ------------------------------------------------------------------ password files ------------
 _CRYPT_FIELD = re.compile(r"^\$(?P<id>[156])\$(?P<salt>(?:rounds=\d+\$)?[./0-9A-Za-z]{1,16})\$[./0-9A-Za-z]+$")
@@ -148,114 +101,11 @@ def htpasswd_content(users, existing_text, hasher=openssl_passwd):
     return "".join(lines)
 
 
-# ------------------------------------------------------------------ reading the live tree -----
-def read_live(conf_dir, main_file, tree):
-    """``{relpath: (bytes, mode, gid)}`` of the live main file and every file in the tree."""
-    live = {}
-    main = os.path.join(conf_dir, main_file)
-    if os.path.isfile(main):
-        live[main_file] = _read(main)
-    root = os.path.join(conf_dir, tree)
-    if os.path.isdir(root):
-        for dirpath, _dirs, files in os.walk(root):
-            for name in files:
-                full = os.path.join(dirpath, name)
-                live[os.path.relpath(full, conf_dir)] = _read(full)
-    return live
-
-
-def _read(path):
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        return (("symlink -> " + os.readlink(path)).encode("utf-8"), -1, st.st_gid)
-    with open(path, "rb") as f:
-        return (f.read(), stat.S_IMODE(st.st_mode), st.st_gid)
-
-
-def compare(desired, live, conf_dir):
-    """Differences between the desired entries and the live files.
-
-    Returns ``(changes, diffs)``: changes as ``[{path, action}]`` (added, changed, removed)
-    and Ansible diff entries with the live paths as headers (secrets shown by digest only).
-    """
-    changes, diffs = [], []
-    wanted = {e.path: e for e in desired}
-    for path in sorted(set(wanted) | set(live)):
-        full = os.path.join(conf_dir, path)
-        entry = wanted.get(path)
-        old = live.get(path)
-        if entry is None:
-            changes.append({"path": full, "action": "removed"})
-            diffs.append({"before_header": full, "after_header": full, "before": _old_text(old, secret=_secret_path(path)),
-                          "after": ""})
-            continue
-        gid = group_id(entry.group)
-        if old is None:
-            changes.append({"path": full, "action": "added"})
-            diffs.append({"before_header": full, "after_header": full, "before": "", "after": entry.text()})
-            continue
-        content_differs = old[0] != entry.content
-        meta_differs = old[1] != entry.mode or (gid is not None and old[2] != gid)
-        if content_differs or meta_differs:
-            what = []
-            if content_differs:
-                what.append("content")
-            if old[1] != entry.mode:
-                what.append(f"mode {oct(old[1]) if old[1] >= 0 else 'symlink'} -> {oct(entry.mode)}")
-            if gid is not None and old[2] != gid:
-                what.append(f"group -> {entry.group}")
-            changes.append({"path": full, "action": "changed", "what": what})
-            before = _old_text(old, secret=entry.secret)
-            after = entry.text()
-            if not content_differs:
-                before += f"# mode {oct(old[1])}\n"
-                after += f"# mode {oct(entry.mode)}{', group ' + entry.group if entry.group else ''}\n"
-            diffs.append({"before_header": full, "after_header": full, "before": before, "after": after})
-    return changes, diffs
-
-
-def _secret_path(path):
-    return path.endswith((".key", ".htpasswd"))
-
-
-def _old_text(old, secret):
-    if old is None:
-        return ""
-    if secret:
-        return SECRET_MARK.format(digest=hashlib.sha256(old[0]).hexdigest()[:16])
-    return old[0].decode("utf-8", "replace")
-
-
-# ------------------------------------------------------------------ writing and testing -------
-def write_tree(base, entries, tree):
-    """Write ``entries`` below ``base`` (a fresh directory), directories 0755."""
-    os.makedirs(os.path.join(base, tree), mode=0o755, exist_ok=True)
-    os.chmod(os.path.join(base, tree), 0o755)  # noqa: S103 - nginx workers read the password files below
-    for e in entries:
-        full = os.path.join(base, e.path)
-        parent = os.path.dirname(full)
-        os.makedirs(parent, mode=0o755, exist_ok=True)
-        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(e.content)
-        gid = group_id(e.group)
-        if gid is not None:
-            os.chown(full, 0, gid)
-        os.chmod(full, e.mode)
-    for dirpath, dirs, _files in os.walk(os.path.join(base, tree)):
-        for d in dirs:
-            os.chmod(os.path.join(dirpath, d), 0o755)  # noqa: S103 - as above
-
-
+# ------------------------------------------------------------------ testing -------------------
 def nginx_test(nginx, conf_file, run=subprocess.run):
     """``nginx -t -c conf_file`` -> (ok, output)."""
     proc = run([nginx, "-t", "-c", conf_file], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     return proc.returncode == 0, proc.stdout.decode("utf-8", "replace").strip()
-
-
-def relabel(text, stage, conf_dir):
-    """nginx's messages about a staged file, with the live path a human will look for."""
-    return text.replace(stage.rstrip("/") + "/", conf_dir.rstrip("/") + "/")
 
 
 # ------------------------------------------------------------------ processes -----------------
@@ -281,6 +131,10 @@ def _children(pid):
 def workers(master):
     """PIDs of the master's current worker processes (not those shutting down)."""
     return {pid for pid, cmd in _children(master).items() if cmd.startswith("nginx: worker process") and "shutting down" not in cmd}
+
+
+# Workers of a reload come within milliseconds; a slow host may need seconds.
+WORKER_POLL = {"interval": 0.05, "factor": 1.5, "cap": 0.5}
 
 
 class Service:
@@ -330,28 +184,22 @@ class Service:
         rc, _out, err = self._systemctl("reload")
         if rc != 0:
             return False, f"systemctl reload {self.name} failed: {err}", self.log_since(offset)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            now = workers(master)
-            if now - before:
-                return True, f"reloaded (master {master}, new workers {sorted(now - before)})", []
-            time.sleep(0.1)
-        lines = self.log_since(offset)
-        return False, (f"nginx did not load the new configuration within {self.timeout:g} s (no new worker "
-                       f"processes after the reload signal)"), lines
+        loaded, fresh = wait_for(lambda: workers(master) - before, bool, timeout=self.timeout, **WORKER_POLL)
+        if loaded:
+            return True, f"reloaded (master {master}, new workers {sorted(fresh)})", []
+        return False, (f"nginx (unit {self.name}, master {master}) did not load the new configuration within "
+                       f"{self.timeout:g} s (no new worker processes after the reload signal)"), self.log_since(offset)
 
     def start(self, verb="start"):
         offset = self.log_offset()
         rc, _out, err = self._systemctl(verb)
         if rc != 0 or not self.active():
             return False, f"systemctl {verb} {self.name} failed: {err or 'not active afterwards'}", self.log_since(offset)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            master = self.master()
-            if master and workers(master):
-                return True, f"{verb}ed (master {master})", []
-            time.sleep(0.1)
-        return False, f"nginx has no worker processes {self.timeout:g} s after {verb}", self.log_since(offset)
+        up, master = wait_for(self.master, lambda pid: pid and workers(pid), timeout=self.timeout, **WORKER_POLL)
+        if up:
+            return True, f"{verb}ed (master {master})", []
+        return False, (f"nginx (unit {self.name}, master {master or 'none'}) has no worker processes "
+                       f"{self.timeout:g} s after {verb}"), self.log_since(offset)
 
 
 def bind_conflict(lines):
@@ -425,36 +273,23 @@ def probe(address, port, scheme="https", server_name=None, path="/", method="GET
 
 
 def probe_until(spec, timeout):
-    """Probe until the expected status comes back or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
+    """Probe until the expected status comes back or ``timeout`` seconds have passed; the last result."""
     expected = spec.get("status") or [200]
-    while True:
+
+    def once():
         res = probe(spec["address"], spec["port"], spec.get("scheme") or "https", spec.get("server_name"),
                     spec.get("path") or "/", timeout=min(5.0, max(timeout, 0.5)))
         res["name"] = spec.get("name") or spec.get("server_name") or spec["address"]
         res["expected"] = expected
         res["passed"] = res["status"] in expected
         res.pop("body", None)
-        if res["passed"] or time.monotonic() >= deadline:
-            return res
-        time.sleep(0.25)
+        return res
+
+    return wait_for(once, lambda res: res["passed"], timeout=timeout, interval=0.25, factor=1.5, cap=1.0)[1]
 
 
 # ------------------------------------------------------------------ the transaction -----------
-class Lock:
-    def __init__(self, path):
-        self.path = path
-        self.fd = None
-
-    def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+DIR_MODE = 0o755  # nginx's workers read the password files in the tree
 
 
 class Transaction:
@@ -481,7 +316,7 @@ class Transaction:
     def test_staged(self, entries):
         """Stage ``entries`` and ``nginx -t`` them there. Raises TreeError (stage ``test``)."""
         self.stage = tempfile.mkdtemp(prefix=".locus-stage-", dir=self.conf_dir)
-        write_tree(self.stage, entries, self.tree)
+        write_tree(self.stage, entries, self.tree, DIR_MODE)
         ok, out = nginx_test(self.nginx, self._path(self.stage, self.main_file), run=_run)
         self.log.append(f"nginx -t on the staged tree: {'ok' if ok else 'failed'}")
         if not ok:
@@ -605,72 +440,45 @@ def run(module):
     Returns the module result; raises :class:`TreeError` whose ``extra`` is the result so far.
     """
     p = module.params
-    tree = p["tree"].strip("/")
-    if not tree or "/" in tree or tree.startswith("."):
-        raise TreeError(f"tree must be one directory name inside conf_dir, got {p['tree']!r}", "validate")
+    tree = tree_name(p["tree"])
     if not os.path.isdir(p["conf_dir"]) and not module.check_mode:
         raise TreeError(f"{p['conf_dir']} does not exist (is nginx installed?)", "validate")
     live = read_live(p["conf_dir"], p["main_file"], tree) if os.path.isdir(p["conf_dir"]) else {}
-    entries = desired_entries(p, live)
-    try:
-        changes, diffs = compare(entries, live, p["conf_dir"])
-    except ValueError as exc:
-        raise TreeError(str(exc), "validate") from None
-    result = {"changed": bool(changes), "changes": changes}
-    if module._diff and diffs:
-        result["diff"] = diffs
-    if not changes:
+    entries = desired(_entries(p, live), p["main_file"], tree)
+    result = differences(entries, live, p["conf_dir"], diff=module._diff)
+    if not result["changed"]:
         return result
     if module.check_mode:
-        return _check_mode_test(p, entries, result)
+        return _check_mode_test(p, entries, tree, result)
     return _apply(module, entries, tree, result)
 
 
-def desired_entries(params, live):
-    """The desired tree from the options ``files``, ``secret_files`` and ``htpasswd`` (password
-    hashes kept when the password did not change). Raises TreeError (stage ``validate``)."""
-    main, tree = params["main_file"], params["tree"].strip("/")
-    entries, seen = [], set()
-
-    def add(entry, where):
-        try:
-            entry.path = check_relpath(entry.path, main, tree)
-        except ValueError as exc:
-            raise TreeError(f"{where}: {exc}", "validate") from None
-        if entry.path in seen:
-            raise TreeError(f"{where}: {entry.path} is given twice", "validate")
-        seen.add(entry.path)
-        entries.append(entry)
-
-    try:
-        for n, f in enumerate(params["files"]):
-            add(Entry(f["path"], f["content"], parse_mode(f["mode"], 0o644)), f"files[{n}]")
-        for n, f in enumerate(params["secret_files"]):
-            add(Entry(f["path"], f["content"], parse_mode(f["mode"], 0o600), secret=True), f"secret_files[{n}]")
-        for n, h in enumerate(params["htpasswd"]):
-            for u in h["users"]:
-                if not u.get("password") and not u.get("password_hash"):
-                    raise TreeError(f"htpasswd[{n}] user {u['name']!r}: give password or password_hash", "validate")
-                if ":" in u["name"]:
-                    raise TreeError(f"htpasswd[{n}] user {u['name']!r}: a user name cannot contain ':'", "validate")
-            old = live.get(os.path.normpath(h["path"]), (b"",))[0].decode("utf-8", "replace")
-            content = htpasswd_content(h["users"], old)
-            group_id(h["group"])
-            add(Entry(h["path"], content, parse_mode(h["mode"], 0o640), group=h["group"], secret=True), f"htpasswd[{n}]")
-    except ValueError as exc:
-        raise TreeError(str(exc), "validate") from None
-    if main not in seen:
-        raise TreeError(f"files must include the main file {main}", "validate")
-    return entries
+def _entries(params, live):
+    """``(where, Entry)`` of the options ``files``, ``secret_files`` and ``htpasswd`` (a password
+    file keeps its hashes while the passwords did not change)."""
+    for n, f in enumerate(params["files"]):
+        yield f"files[{n}]", Entry(f["path"], f["content"], parse_mode(f["mode"], 0o644))
+    for n, f in enumerate(params["secret_files"]):
+        yield f"secret_files[{n}]", Entry(f["path"], f["content"], parse_mode(f["mode"], 0o600), secret=True)
+    for n, h in enumerate(params["htpasswd"]):
+        for u in h["users"]:
+            if not u.get("password") and not u.get("password_hash"):
+                raise TreeError(f"htpasswd[{n}] user {u['name']!r}: give password or password_hash", "validate")
+            if ":" in u["name"]:
+                raise TreeError(f"htpasswd[{n}] user {u['name']!r}: a user name cannot contain ':'", "validate")
+        old = live.get(os.path.normpath(h["path"]), (b"",))[0].decode("utf-8", "replace")
+        content = htpasswd_content(h["users"], old)
+        group_id(h["group"])
+        yield f"htpasswd[{n}]", Entry(h["path"], content, parse_mode(h["mode"], 0o640), group=h["group"], secret=True)
 
 
-def _check_mode_test(params, entries, result):
+def _check_mode_test(params, entries, tree, result):
     """Check mode: ``nginx -t`` the new tree in a throw-away directory (when nginx is installed)."""
     if not params["test_in_check_mode"] or not os.path.exists(params["nginx_binary"]):
         return result
     base = tempfile.mkdtemp(prefix="locus-nginx-check-")
     try:
-        write_tree(base, entries, params["tree"].strip("/"))
+        write_tree(base, entries, tree, DIR_MODE)
         ok, out = nginx_test(params["nginx_binary"], os.path.join(base, params["main_file"]))
         out = relabel(out, base, params["conf_dir"])
     finally:
@@ -689,13 +497,10 @@ def _apply(module, entries, tree, result):
     try:
         with Lock(LOCK_FILE):
             # Another run may have changed the tree while this one waited: compare again.
-            live = read_live(p["conf_dir"], p["main_file"], tree)
-            changes, diffs = compare(entries, live, p["conf_dir"])
-            result["changes"] = changes
-            result["changed"] = bool(changes)
-            if module._diff:
-                result["diff"] = diffs
-            if not changes:
+            result.pop("diff", None)
+            result.update(differences(entries, read_live(p["conf_dir"], p["main_file"], tree), p["conf_dir"],
+                                      diff=module._diff))
+            if not result["changed"]:
                 return result
             result.update(transaction.apply(entries))
     except TreeError as exc:

@@ -9,7 +9,8 @@ runs on targets (Proxmox modules) as well as on the controller (NetBox, LLM back
   most ``retries`` times, with jittered exponential backoff (or longer when the server
   says ``retry-after``), and never past a wall-clock deadline.
 * :func:`poll` waits on a wall clock (``time.monotonic``) for a check to report a result,
-  with a growing interval, and stops at the first result.
+  with a growing interval, and stops at the first result; :func:`wait_for` is the same for
+  waits that report what they saw last when the time runs out.
 
 Both take ``sleep``, ``clock`` and ``rand`` as parameters, so tests drive them with a fake
 clock instead of waiting.
@@ -119,3 +120,23 @@ def poll(check, *, timeout, interval=0.25, factor=1.5, cap=5.0, wait_first=False
         low, high = jitter
         sleep(min(interval * (low + (high - low) * rand()), deadline - now))
         waited = True
+
+
+def wait_for(observe, done, *, timeout, **kwargs):
+    """Call ``observe()`` until ``done(value)`` holds for the value it returned, waiting as
+    :func:`poll` does (whose keyword arguments it takes) at most ``timeout`` seconds.
+
+    Returns ``(True, value)``, or ``(False, the last value)`` once the time is up: for waits
+    whose caller reports what it saw last (a probe's status, the sessions that did come up).
+    A ``done`` that also holds for a failed terminal state stops the wait there.
+    """
+    last = []
+
+    def check():
+        last[:] = [observe()]
+        return last if done(last[0]) else None
+
+    try:
+        return True, poll(check, timeout=timeout, **kwargs)[0]
+    except WaitTimeout:
+        return False, last[0]

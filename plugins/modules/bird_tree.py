@@ -216,6 +216,7 @@ log:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.locus.infra.plugins.module_utils import _bird_tree as bt
+from ansible_collections.locus.infra.plugins.module_utils._config_tree import run_module
 
 ARGUMENT_SPEC = {
     "conf_dir": {"type": "path", "default": "/etc/bird"},
@@ -245,12 +246,7 @@ ARGUMENT_SPEC = {
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        result = bt.run(module)
-    except bt.TreeError as exc:
-        module.fail_json(msg=str(exc), stage=exc.stage, **exc.extra)
-    module.exit_json(**result)
+    run_module(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True), bt.run)
 
 
 if __name__ == "__main__":

@@ -149,12 +149,12 @@ restarts:
 
 import json
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.locus.infra.plugins.module_utils._k3s_model import node_status
+from ansible_collections.locus.infra.plugins.module_utils._retry import wait_for
 
 
 def unit_state(module, name):
@@ -254,8 +254,9 @@ def main():
         rc, dummy, err = module.run_command(["systemctl", verb, "--no-block", name])
         if rc != 0:
             module.fail_json(msg=f"systemctl {verb} {name} failed: {err.strip()}", **result)
-    deadline = time.monotonic() + p["timeout"]
-    while True:
+
+    def observe():
+        """(ready, crashed, reason) now; the result follows what was seen."""
         unit = unit_state(module, name)
         crashed = unit["ActiveState"] == "failed" or unit.get("SubState") == "auto-restart" or unit["NRestarts"] > baseline
         if crashed:
@@ -266,9 +267,11 @@ def main():
             ready, reason, nodes = judge(module, p, unit)
         result.update(active=unit["ActiveState"], ready=ready, reason=reason, nodes=nodes, restarts=unit["NRestarts"],
                       etcd_members=sorted(n for n, s in nodes.items() if s["etcd_member"] and s["ready"]))
-        if ready or not p["wait"] or crashed or time.monotonic() >= deadline:
-            break
-        time.sleep(1)
+        return ready, crashed, reason
+
+    # Stops at the first terminal state, ready or crashed; without ``wait`` it judges once.
+    dummy, (ready, crashed, reason) = wait_for(observe, lambda seen: seen[0] or seen[1],
+                                                timeout=p["timeout"] if p["wait"] else 0, interval=0.5, factor=1.5, cap=2.0)
     if not ready and (p["wait"] or changed):
         lines = journal(module, name, p["journal_lines"])
         why = "failed" if crashed else f"is not ready after {p['timeout']:g}s"

@@ -271,6 +271,7 @@ log:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.locus.infra.plugins.module_utils import _nginx_tree as nt
+from ansible_collections.locus.infra.plugins.module_utils._config_tree import run_module
 
 _LIST = {"type": "list", "elements": "dict", "default": []}
 ARGUMENT_SPEC = {
@@ -317,12 +318,7 @@ ARGUMENT_SPEC = {
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        result = nt.run(module)
-    except nt.TreeError as exc:
-        module.fail_json(msg=str(exc), stage=exc.stage, **exc.extra)
-    module.exit_json(**result)
+    run_module(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True), nt.run)
 
 
 if __name__ == "__main__":

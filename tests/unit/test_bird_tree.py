@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.locus.infra.plugins.module_utils import _bird_tree as bt
+from ansible_collections.locus.infra.plugins.module_utils import _config_tree as ct
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # two BIRD daemons and a few BGP session cycles: about a minute
@@ -66,11 +67,11 @@ def tree(description="baseline", password=None, filters="# none\n"):
     """The desired tree of router a, as Entry objects (what the module builds from its arguments)."""
     secrets = f'define locus_password_b = "{password}";\n' if password else "# none\n"
     return [
-        bt.Entry("bird.conf", MAIN, 0o640, group="bird"),
-        bt.Entry("locus/bgp.conf", BGP.format(description=description, password="  password locus_password_b;\n" if password else ""),
+        ct.Entry("bird.conf", MAIN, 0o640, group="bird"),
+        ct.Entry("locus/bgp.conf", BGP.format(description=description, password="  password locus_password_b;\n" if password else ""),
                  0o640, group="bird"),
-        bt.Entry("locus/filters.conf", filters, 0o640, group="bird"),
-        bt.Entry("locus/secrets.conf", secrets, 0o640, group="bird", secret=True),
+        ct.Entry("locus/filters.conf", filters, 0o640, group="bird"),
+        ct.Entry("locus/secrets.conf", secrets, 0o640, group="bird", secret=True),
     ]
 
 
@@ -88,7 +89,7 @@ class Lab:
         return bt.Transaction(self.bird, self.conf, "bird.conf", "locus", self.stage, **opts)
 
     def live(self):
-        return bt.read_live(self.conf, "bird.conf", "locus")
+        return ct.read_live(self.conf, "bird.conf", "locus")
 
     def show(self, *words):
         return self.bird.command(*words, verbose=False)[1]
@@ -152,13 +153,13 @@ def test_a_tree_bird_cannot_parse_is_named_by_live_file_line_and_column_and_noth
 def test_a_change_is_loaded_waited_for_and_confirmed(lab):
     lab.reset()
     new = tree(description="changed by the transaction")
-    changes, _diff = bt.compare(new, lab.live(), lab.conf)
+    changes, _diff = ct.compare(new, lab.live(), lab.conf)
     assert changes == [{"path": f"{lab.conf}/locus/bgp.conf", "action": "changed", "what": ["content"]}]
     t = lab.transaction(confirm_sessions="all")
     result = t.apply(new, changed=True, pending=False)
     assert result["sessions_before"] == ["b"] and result["sessions_up"] == ["b"] and result["sessions_not_up"] == []
     assert result["log"][-1] == "confirmed"
-    assert bt.compare(new, lab.live(), lab.conf)[0] == []
+    assert ct.compare(new, lab.live(), lab.conf)[0] == []
     assert "changed by the transaction" in lab.show("show", "protocols", "all", "b")  # BIRD runs the new tree
     assert lab.bird.confirm()[0] == "expired"  # nothing left unconfirmed
     assert not t.pending() and os.listdir(lab.stage) == []

@@ -103,9 +103,10 @@ def test_the_halt_check_is_imported_by_the_agents_the_action_plugins_and_the_gua
     halt = "plugin_utils.guard._halt"
     for rel in ("plugin_utils/agents/_agent.py", "plugin_utils/_action.py", "plugin_utils/guard/_guard.py"):
         assert (halt, False) in _imports(PLUGINS / rel), rel
-    # and it needs only the store: checking the halt does not load the guard's rules, policy or the agents
+    # and it needs only the store (whose writers wait for each other with _retry.poll): checking the
+    # halt does not load the guard's rules, policy or the agents
     assert _closure([halt]) - {halt} <= {"plugin_utils.store._store", "plugin_utils.store._audit", "plugin_utils.store._refs",
-                                         "plugin_utils.store._guard_state", "plugin_utils._redact"}
+                                         "plugin_utils.store._guard_state", "plugin_utils._redact", "module_utils._retry"}
 
 
 def _sql_literals(path):

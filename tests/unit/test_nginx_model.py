@@ -12,6 +12,7 @@ import jinja2
 import pytest
 
 from ansible_collections.locus.infra.plugins.filter import nginx as nginx_filter
+from ansible_collections.locus.infra.plugins.module_utils import _config_tree as ct
 from ansible_collections.locus.infra.plugins.module_utils import _nginx_model as model
 from ansible_collections.locus.infra.plugins.module_utils import _nginx_tree as tree
 from ansible_collections.locus.infra.plugins.plugin_utils.guard import _guard_rules as rules
@@ -365,16 +366,16 @@ def test_weakening_is_a_guard_finding_with_evidence():
 # ------------------------------------------------------------------ the tree ------------------
 def test_compare_reports_added_changed_removed_and_hides_secrets(tmp_path):
     conf = tmp_path / "nginx"
-    tree.write_tree(str(conf), [tree.Entry("nginx.conf", "main\n", 0o644),
-                                tree.Entry("locus/sites/a.conf", "a\n", 0o644),
-                                tree.Entry("locus/sites/gone.conf", "gone\n", 0o644),
-                                tree.Entry("locus/tls/a.key", "OLD KEY\n", 0o600, secret=True)], "locus")
-    live = tree.read_live(str(conf), "nginx.conf", "locus")
+    ct.write_tree(str(conf), [ct.Entry("nginx.conf", "main\n", 0o644),
+                              ct.Entry("locus/sites/a.conf", "a\n", 0o644),
+                              ct.Entry("locus/sites/gone.conf", "gone\n", 0o644),
+                              ct.Entry("locus/tls/a.key", "OLD KEY\n", 0o600, secret=True)], "locus", tree.DIR_MODE)
+    live = ct.read_live(str(conf), "nginx.conf", "locus")
     assert set(live) == {"nginx.conf", "locus/sites/a.conf", "locus/sites/gone.conf", "locus/tls/a.key"}
     assert (conf / "locus" / "sites").stat().st_mode & 0o777 == 0o755
-    desired = [tree.Entry("nginx.conf", "main\n", 0o644), tree.Entry("locus/sites/a.conf", "a2\n", 0o644),
-               tree.Entry("locus/sites/b.conf", "b\n", 0o640), tree.Entry("locus/tls/a.key", "NEW KEY\n", 0o600, secret=True)]
-    changes, diffs = tree.compare(desired, live, str(conf))
+    desired = [ct.Entry("nginx.conf", "main\n", 0o644), ct.Entry("locus/sites/a.conf", "a2\n", 0o644),
+               ct.Entry("locus/sites/b.conf", "b\n", 0o640), ct.Entry("locus/tls/a.key", "NEW KEY\n", 0o600, secret=True)]
+    changes, diffs = ct.compare(desired, live, str(conf))
     assert [(c["path"].replace(str(conf), ""), c["action"]) for c in changes] == [
         ("/locus/sites/a.conf", "changed"), ("/locus/sites/b.conf", "added"), ("/locus/sites/gone.conf", "removed"),
         ("/locus/tls/a.key", "changed")]
@@ -383,9 +384,9 @@ def test_compare_reports_added_changed_removed_and_hides_secrets(tmp_path):
     assert key_diff["before"].startswith("(secret content not shown, sha256 ") and key_diff["before"] != key_diff["after"]
     assert diffs[0] == {"before_header": f"{conf}/locus/sites/a.conf", "after_header": f"{conf}/locus/sites/a.conf",
                         "before": "a\n", "after": "a2\n"}
-    same, _diffs = tree.compare([tree.Entry(p, c[0], c[1]) for p, c in live.items()], live, str(conf))
+    same, _diffs = ct.compare([ct.Entry(p, c[0], c[1]) for p, c in live.items()], live, str(conf))
     assert same == []
-    mode_only, mode_diff = tree.compare([tree.Entry("nginx.conf", "main\n", 0o600)], {"nginx.conf": live["nginx.conf"]}, str(conf))
+    mode_only, mode_diff = ct.compare([ct.Entry("nginx.conf", "main\n", 0o600)], {"nginx.conf": live["nginx.conf"]}, str(conf))
     assert mode_only[0]["what"] == ["mode 0o644 -> 0o600"] and mode_diff[0]["after"].endswith("# mode 0o600\n")
 
 
@@ -393,10 +394,10 @@ def test_compare_reports_added_changed_removed_and_hides_secrets(tmp_path):
                                           ("/etc/passwd", False), ("sites-enabled/default", False), ("locus", False)])
 def test_paths_stay_inside_the_tree(path, ok):
     if ok:
-        assert tree.check_relpath(path, "nginx.conf", "locus") == path
+        assert ct.check_relpath(path, "nginx.conf", "locus") == path
     else:
         with pytest.raises(ValueError):
-            tree.check_relpath(path, "nginx.conf", "locus")
+            ct.check_relpath(path, "nginx.conf", "locus")
 
 
 def test_password_file_keeps_a_matching_hash_and_rehashes_a_new_password():
@@ -414,7 +415,7 @@ def test_password_file_keeps_a_matching_hash_and_rehashes_a_new_password():
 
 def test_nginx_messages_name_the_live_files():
     out = 'nginx: [emerg] unknown directive "x" in /etc/nginx/.locus-stage-ab12/locus/sites/a.conf:3'
-    assert tree.relabel(out, "/etc/nginx/.locus-stage-ab12", "/etc/nginx") == \
+    assert ct.relabel(out, "/etc/nginx/.locus-stage-ab12", "/etc/nginx") == \
         'nginx: [emerg] unknown directive "x" in /etc/nginx/locus/sites/a.conf:3'
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ansible_collections.locus.infra.plugins.module_utils._retry import DEFAULT_BACKOFF, Backoff, WaitTimeout, poll, retry
+from ansible_collections.locus.infra.plugins.module_utils._retry import DEFAULT_BACKOFF, Backoff, WaitTimeout, poll, retry, wait_for
 
 
 class FakeClock:
@@ -190,3 +190,34 @@ def test_poll_jitter_spreads_the_waits_within_its_range():
          sleep=clock.sleep, clock=clock, rand=rng.random)
     assert len(clock.sleeps) == 200 and all(0.1 <= s <= 0.3 for s in clock.sleeps)
     assert len({round(s, 9) for s in clock.sleeps}) > 150  # not one fixed interval
+
+
+def test_wait_for_returns_the_first_value_that_is_done():
+    clock = FakeClock()
+    seen = iter([{"status": 502}, {"status": 502}, {"status": 200}, {"status": 200}])
+    done, value = wait_for(lambda: next(seen), lambda r: r["status"] == 200, timeout=30, interval=1.0, factor=2.0,
+                           cap=4.0, sleep=clock.sleep, clock=clock)
+    assert done and value == {"status": 200} and clock.sleeps == [1.0, 2.0]
+
+
+def test_wait_for_reports_the_last_value_seen_when_the_time_is_up():
+    clock = FakeClock()
+    count = iter(range(100))
+    done, value = wait_for(lambda: next(count), lambda n: n > 50, timeout=5, interval=1.0, factor=1.0, cap=1.0,
+                           sleep=clock.sleep, clock=clock)
+    assert not done and value == 5 and clock.now == 105.0  # checks at 0..5 s, the last one at the deadline
+
+
+def test_wait_for_without_time_looks_once_and_handles_none_values():
+    clock = FakeClock()
+    assert wait_for(lambda: None, lambda v: v is None, timeout=0, sleep=clock.sleep, clock=clock) == (True, None)
+    assert wait_for(lambda: None, lambda v: v is not None, timeout=0, sleep=clock.sleep, clock=clock) == (False, None)
+    assert clock.sleeps == []
+
+
+def test_wait_for_stops_at_a_failed_terminal_state():
+    clock = FakeClock()
+    states = iter(["activating", "activating", "failed", "active"])
+    done, state = wait_for(lambda: next(states), lambda s: s in ("active", "failed"), timeout=300, interval=1.0,
+                           sleep=clock.sleep, clock=clock)
+    assert done and state == "failed" and len(clock.sleeps) == 2

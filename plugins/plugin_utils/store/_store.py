@@ -26,9 +26,9 @@ import fcntl
 import json
 import os
 import sqlite3
-import time
 from urllib.parse import urlsplit
 
+from ansible_collections.locus.infra.plugins.module_utils._retry import WaitTimeout, poll
 from ansible_collections.locus.infra.plugins.plugin_utils import _redact
 from ansible_collections.locus.infra.plugins.plugin_utils.store import _audit, _guard_state, _refs
 
@@ -603,20 +603,20 @@ class SQLiteStore(Store):
         # Writers queue on a file lock first and poll it in sub-millisecond steps: SQLite's own
         # busy handler sleeps up to 100 ms between tries, which wastes most of the throughput
         # when many processes write at once. Bounded, so a stuck writer gives an error.
-        deadline = time.monotonic() + WRITE_LOCK_TIMEOUT
-        pause = 0.0002
-        while True:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StoreError(
-                        f"sqlite store {self.path}: another writer has held it for over {WRITE_LOCK_TIMEOUT} s"
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 1.5, 0.005)
+        try:
+            poll(self._try_write_lock, timeout=WRITE_LOCK_TIMEOUT, interval=0.0002, factor=1.5, cap=0.005)
+        except WaitTimeout:
+            raise StoreError(
+                f"sqlite store {self.path}: another writer has held it for over {WRITE_LOCK_TIMEOUT} s"
+            ) from None
         cur.execute("BEGIN IMMEDIATE")
+
+    def _try_write_lock(self):
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        return True
 
     def _end_write(self):
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
