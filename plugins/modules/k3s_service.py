@@ -270,8 +270,9 @@ def main():
         return ready, crashed, reason
 
     # Stops at the first terminal state, ready or crashed; without ``wait`` it judges once.
-    dummy, (ready, crashed, reason) = wait_for(observe, lambda seen: seen[0] or seen[1],
-                                                timeout=p["timeout"] if p["wait"] else 0, interval=0.5, factor=1.5, cap=2.0)
+    seen = wait_for(observe, lambda now: now[0] or now[1], timeout=p["timeout"] if p["wait"] else 0, interval=0.5,
+                    factor=1.5, cap=2.0)[1]
+    ready, crashed, reason = seen
     if not ready and (p["wait"] or changed):
         lines = journal(module, name, p["journal_lines"])
         why = "failed" if crashed else f"is not ready after {p['timeout']:g}s"
