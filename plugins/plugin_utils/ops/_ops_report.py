@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import datetime
 import html as _html
-import os
-import tempfile
 
+from ansible_collections.locus.infra.plugins.module_utils._config_tree import write_entry
 from ansible_collections.locus.infra.plugins.plugin_utils.ops import _ops_charts, _ops_health
 
 KINDS = ("status_report", "health_review")
@@ -384,15 +383,6 @@ def html(doc):
 
 
 def write_atomic(path, text, mode=0o640):
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".locus-report-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` whole: the collection's one file writer (a temporary file in the
+    same directory, its mode, a rename; nothing left behind on failure)."""
+    write_entry(path, text.encode("utf-8"), mode)
