@@ -219,12 +219,19 @@ def write_entry(path, content, mode, group=None):
     sees the old file or the whole new one - never a partial file or a secret readable for a
     moment under a wider mode. On any failure the temporary file is removed and ``path`` is
     as it was.
+
+    The file's data is flushed to disk before the rename and the directory after it, so after a
+    power cut ``path`` is the old file or the whole new one - not an empty file (the rename
+    reached the disk before the data) nor the old one back after the module reported a change.
     """
     gid = group_id(group)
-    fd, tmp = tempfile.mkstemp(prefix=".locus-", dir=os.path.dirname(path) or ".")
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".locus-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
         if gid is not None:
             os.chown(tmp, 0, gid)
         os.chmod(tmp, mode)
@@ -233,6 +240,16 @@ def write_entry(path, content, mode, group=None):
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+    sync_dir(directory)
+
+
+def sync_dir(path):
+    """Flush ``path``'s entries (a rename, a new file) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def make_dir(path, mode, gid=None):

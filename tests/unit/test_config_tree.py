@@ -36,6 +36,27 @@ def test_write_entry_replaces_a_file_whole_with_its_mode_and_group(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["bird.conf"]
 
 
+def test_write_entry_flushes_the_file_before_the_rename_and_the_directory_after_it(tmp_path, monkeypatch):
+    # What a power cut would test: the data on disk before the rename (else an empty file can
+    # survive it), and the rename on disk before the module reports it. Each fsync is recorded
+    # with what its descriptor is and what ``path`` held at that moment, then really done.
+    path = tmp_path / "bird.conf"
+    path.write_bytes(b"old\n")
+    synced, real_fsync = [], os.fsync
+
+    def recording_fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), path.read_bytes()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    ct.write_entry(str(path), b"new\n", 0o644)
+    assert len(synced) == 2
+    (file_synced, held_then), (dir_synced, held_after) = synced
+    assert os.path.dirname(file_synced) == str(tmp_path) and os.path.basename(file_synced).startswith(".locus-")
+    assert held_then == b"old\n"  # the temporary file, before the rename
+    assert dir_synced == str(tmp_path) and held_after == b"new\n"  # the directory, after it
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
     path = tmp_path / "secrets.conf"
     path.write_bytes(b"define password = \"old\";\n")
