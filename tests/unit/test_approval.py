@@ -95,7 +95,8 @@ def _tamper(token, **changes):
 def test_forged_tokens_are_refused(store, policy):
     first = needing_approval(store, policy)
     token = _guard.approve(store, policy, first["ref_tag"], key=KEY, approver="alice")["token"]
-    other_key = _approval.issue(b"another-key-0123456789abcdef", first["ref_tag"], first["digest"], "alice", 0, 600)
+    other_key = _approval.issue(b"another-key-0123456789abcdef", first["ref_tag"], first["digest"], "alice", 0, 600,
+                                record=store.get(first["ref_tag"])["hash"])
     forgeries = {
         "altered expiry": _tamper(token, exp=int(time.time()) + 10**6),
         "altered approver": _tamper(token, approver="mallory"),

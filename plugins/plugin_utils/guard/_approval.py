@@ -5,7 +5,9 @@
 Private API of the collection (may change without notice).
 
 A token names the REF-tag of the decision (or of the HALT) it approves, the digest of that
-change, the halt epoch at issue time, the approver, issue and expiry times. Two kinds:
+change, the hash of that record (so it holds only in the audit trail where it was issued: two
+trails can hold the same REF-tag for the same change), the halt epoch at issue time, the
+approver, issue and expiry times. Two kinds:
 
 * ``locus2.<payload>.<signature>`` (policy ``approval.mode: ssh_keys``): the signature is an
   SSH signature (``ssh-keygen -Y sign``, namespace :data:`SSH_NAMESPACE`) by the approver's
@@ -169,6 +171,7 @@ _FIELDS = {  # field: check of its value (every field is required)
     "kind": lambda v: v in KINDS,
     "ref": lambda v: isinstance(v, str) and bool(_TAG.fullmatch(v)),
     "digest": lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)),
+    "record": lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)),
     "epoch": lambda v: _int(v) and v >= 0,
     "approver": lambda v: isinstance(v, str) and 0 < len(v) <= 200 and v.isprintable(),
     "iat": lambda v: _int(v) and 0 <= v < 2**40,
@@ -187,24 +190,27 @@ def _sign(key, body):
     return hmac.new(key, f"{PREFIX}.{body}".encode("ascii"), hashlib.sha256).digest()
 
 
-def _payload(ref, digest, approver, epoch, lifetime, kind, now):
+def _payload(ref, digest, approver, epoch, lifetime, kind, now, record):
     if kind not in KINDS:
         raise ValueError(f"token kind must be one of {', '.join(KINDS)}")
+    if not isinstance(record, str) or not _HEX64.fullmatch(record):
+        raise ValueError("record: the hash of the approved audit record (64 hex digits) is required")
     now = int(time.time() if now is None else now)
-    return {"v": 1, "kind": kind, "ref": ref, "digest": digest, "epoch": int(epoch), "approver": approver,
+    return {"v": 1, "kind": kind, "ref": ref, "digest": digest, "record": record, "epoch": int(epoch), "approver": approver,
             "iat": now, "exp": now + int(lifetime), "nonce": secrets.token_hex(8)}
 
 
-def issue(key, ref, digest, approver, epoch, lifetime, kind="change", now=None):
-    """An HMAC token (shared-key mode) approving ``ref`` (whose change has ``digest``) for ``lifetime`` seconds."""
-    payload = dict(_payload(ref, digest, approver, epoch, lifetime, kind, now), kid=key_id(key))
+def issue(key, ref, digest, approver, epoch, lifetime, kind="change", now=None, record=None):
+    """An HMAC token (shared-key mode) approving ``ref`` (whose change has ``digest`` and whose audit
+    record has the hash ``record``) for ``lifetime`` seconds."""
+    payload = dict(_payload(ref, digest, approver, epoch, lifetime, kind, now, record), kid=key_id(key))
     body = _b64(_canonical(payload))
     return f"{PREFIX}.{body}.{_b64(_sign(key, body))}"
 
 
-def issue_signed(signer, ref, digest, epoch, lifetime, kind="change", now=None):
+def issue_signed(signer, ref, digest, epoch, lifetime, kind="change", now=None, record=None):
     """A token signed with the approver's SSH key (``signer``: :class:`SshSigner`)."""
-    payload = dict(_payload(ref, digest, signer.name, epoch, lifetime, kind, now), key=signer.fingerprint)
+    payload = dict(_payload(ref, digest, signer.name, epoch, lifetime, kind, now, record), key=signer.fingerprint)
     body = _b64(_canonical(payload))
     return f"{SSH_PREFIX}.{body}.{_b64(signer.sign(f'{SSH_PREFIX}.{body}'.encode('ascii')))}"
 

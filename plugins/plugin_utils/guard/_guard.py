@@ -207,7 +207,7 @@ def _resume_problem(tx, policy, payload, state):
     if payload.get("ref") != state["tag"]:
         return f"this token is for {payload.get('ref')}, but the current halt is {state['tag']}"
     digest = _record_hash(tx, state["tag"])
-    if payload.get("digest") != digest:
+    if payload.get("digest") != digest or payload.get("record") != digest:
         return f"this token does not match the halt record {state['tag']}"
     if int(payload.get("epoch", -1)) != state["epoch"]:
         return "this token was issued for an earlier halt"
@@ -280,9 +280,11 @@ def approve(store, policy, ref, key=None, signer=None, approver=None, via="cli",
         else:
             seconds = min(policy.lifetime, lifetime or policy.lifetime)
             if signer is not None and policy.approval_mode == "ssh_keys":
-                token = _approval.issue_signed(signer, ref, info["digest"], state["epoch"], seconds, kind=info["kind"], now=now)
+                token = _approval.issue_signed(signer, ref, info["digest"], state["epoch"], seconds, kind=info["kind"], now=now,
+                                               record=rec["hash"])
             else:
-                token = _approval.issue(key, ref, info["digest"], approver, state["epoch"], seconds, kind=info["kind"], now=now)
+                token = _approval.issue(key, ref, info["digest"], approver, state["epoch"], seconds, kind=info["kind"], now=now,
+                                        record=rec["hash"])
             payload = _approval.decode(token)
             signed_by = {"key_id": payload["kid"]} if "kid" in payload else {"approver_key": payload["key"]}
             tag = tx.record("APPROVAL", f"approval of {ref} issued to {approver}", {
@@ -707,6 +709,9 @@ def _token_problem(tx, policy, payload, digest, state):
     if int(payload.get("epoch", -1)) != state["epoch"]:
         return "the token was issued before the last emergency halt; approvals are void after a halt"
     problem, _data, _ts_ = _bound_problem(tx, payload.get("ref"), digest, state)
+    if problem is None and payload.get("record") != _record_hash(tx, payload.get("ref")):
+        problem = (f"the token approves {payload.get('ref')} of another audit trail (that record's hash differs from "
+                   "this store's): a token holds only in the store where it was issued")
     return problem
 
 

@@ -200,12 +200,13 @@ def test_ssh_key_approvals_only_by_the_keys_the_policy_names(keys, open_test_sto
     bob = run_locus("approve", first["ref_tag"], "--key", str(keys["bob"]), env={**env, "LOGNAME": "alice"})
     assert bob.returncode == 2 and "is not an approver's key in the policy" in bob.stderr
     # holding the store and the HMAC key is not enough: an HMAC token is refused
-    minted = _approval.issue(KEY.encode(), first["ref_tag"], first["digest"], "alice", 0, 600)
+    record = store.get(first["ref_tag"])["hash"]
+    minted = _approval.issue(KEY.encode(), first["ref_tag"], first["digest"], "alice", 0, 600, record=record)
     out = decide(store, policy, _op(), approval={"token": minted})
     assert out["decision"] == "needs_approval" and "must be signed with an approver's SSH key" in out["approval_refused"]["reason"]
     # bob signs a token that claims to be alice's
     bob_signer = _approval.SshSigner(str(keys["bob"]), [("alice", keys["bob"].with_suffix(".pub").read_text())])
-    forged = _approval.issue_signed(bob_signer, first["ref_tag"], first["digest"], 0, 600)
+    forged = _approval.issue_signed(bob_signer, first["ref_tag"], first["digest"], 0, 600, record=record)
     out = decide(store, policy, _op(), approval={"token": forged})
     assert "SSH signature does not verify for approver 'alice'" in out["approval_refused"]["reason"]
     # alice, with her private key file
@@ -361,3 +362,28 @@ def test_a_record_before_the_chain_is_tampering_everywhere(env, open_test_store,
     assert shown.returncode == 2 and "outside the hash chain" in shown.stderr
     approved = run_locus("approve", tag, env=env)
     assert approved.returncode == 2 and "outside the hash chain" in approved.stderr and "locus1." not in approved.stdout
+
+
+def test_a_token_is_not_replayed_in_another_store(env, engine, open_test_store, tmp_path, request):
+    """Two audit trails, one approval key (a lab and a production controller; AWX and a laptop):
+    the same change decided in both gets the same REF-tag and digest. A token approved (and used)
+    in one must not approve the change in the other: it names the approved record's own hash."""
+    store = open_test_store()
+    other_env = ({"LOCUS_STATE_URL": request.getfixturevalue("pg_cluster").create_database()} if engine == "postgresql"
+                 else {"LOCUS_STATE_DIR": str(tmp_path / "other-state")})
+    other = _store.open_store(url=other_env.get("LOCUS_STATE_URL"), state_dir=other_env.get("LOCUS_STATE_DIR"))
+    try:
+        policy = _policy.load_policy()
+        first = decide(store, policy, VM_DELETE)
+        twin = decide(other, policy, VM_DELETE)
+        assert (first["ref_tag"], first["digest"]) == (twin["ref_tag"], twin["digest"])  # indistinguishable but for the store
+        approved = run_locus("approve", first["ref_tag"], env=env)
+        assert approved.returncode == 0, approved.stderr
+        token = _token(approved)
+        assert decide(store, policy, VM_DELETE, approval={"token": token})["decision"] == "allow"
+        replay = decide(other, policy, VM_DELETE, approval={"token": token})
+        assert replay["decision"] == "needs_approval", "a token approved in one audit trail approved a change in another"
+        assert "another audit trail" in replay["approval_refused"]["reason"]
+        assert other.verify()["ok"]
+    finally:
+        other.close()
