@@ -147,70 +147,9 @@ restarts:
   type: int
 """
 
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
-from ansible_collections.locus.infra.plugins.module_utils._k3s_model import node_status
-from ansible_collections.locus.infra.plugins.module_utils._retry import wait_for
-
-
-def unit_state(module, name):
-    rc, out, err = module.run_command(["systemctl", "show", "-p", "ActiveState,SubState,NRestarts,LoadState,InvocationID", name])
-    if rc != 0:
-        module.fail_json(msg=f"systemctl show {name} failed: {err.strip()}")
-    state = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    state["NRestarts"] = int(state.get("NRestarts") or 0)
-    return state
-
-
-def journal(module, name, lines):
-    dummy, out, err = module.run_command(["journalctl", "-u", name, "--no-pager", "-o", "cat", "-n", str(lines)])
-    return (out or err).rstrip().splitlines()
-
-
-def judge(module, p, unit):
-    """(ready, reason, nodes) right now."""
-    if unit["ActiveState"] != "active":
-        return False, f"unit {p['name']} is {unit['ActiveState']} ({unit.get('SubState', '')})", {}
-    if p["role"] == "agent":
-        return True, "", {}
-    ca = os.path.join(p["data_dir"], "server", "tls", "server-ca.crt")
-    try:
-        resp = open_url(f"https://127.0.0.1:{p['api_port']}/readyz", ca_path=ca, timeout=5, validate_certs=True)
-        body = resp.read().decode(errors="replace")
-    except Exception as exc:  # noqa: BLE001 - any failure is "not ready yet", kept as the reason
-        detail = exc.read().decode(errors="replace").strip() if hasattr(exc, "read") else str(exc)
-        return False, f"/readyz: {detail}", {}
-    if body.strip() != "ok":
-        return False, f"/readyz: {body.strip()}", {}
-    rc, out, err = module.run_command([p["k3s"], "kubectl", "--kubeconfig", p["kubeconfig"], "get", "nodes", "-o", "json"])
-    if rc != 0:
-        return False, f"kubectl get nodes: {err.strip()}", {}
-    try:
-        nodes = node_status(json.loads(out))
-    except ValueError:
-        return False, "kubectl get nodes: not JSON", {}
-    wanted = list(p["expect_nodes"] or []) or ([p["node_name"]] if p["node_name"] else [])
-    me = nodes.get(p["node_name"]) if p["node_name"] else None
-    if p["node_name"] and (not me or not me["ready"]):
-        return False, f"node {p['node_name']} is not Ready", nodes
-    if p["node_name"] and not me["etcd_member"]:
-        return False, f"node {p['node_name']} is not an etcd member yet", nodes
-    missing = [n for n in wanted if n not in nodes or not nodes[n]["ready"]]
-    if missing:
-        return False, f"not Ready: {', '.join(missing)}", nodes
-    members = sorted(n for n, s in nodes.items() if s["etcd_member"] and s["ready"])
-    if p["expect_etcd_members"] is not None and len(members) != p["expect_etcd_members"]:
-        return False, f"{len(members)} Ready etcd members ({', '.join(members)}), expected {p['expect_etcd_members']}", nodes
-    if p["expect_version"]:
-        judged = [p["node_name"]] if p["node_name"] else wanted
-        old = [f"{n} ({nodes[n]['version']})" for n in judged if nodes[n]["version"] != p["expect_version"]]
-        if old:
-            return False, f"not on {p['expect_version']}: {', '.join(old)}", nodes
-    return True, "", nodes
+from ansible_collections.locus.infra.plugins.module_utils._k3s_service import ServiceError, run
 
 
 def main():
@@ -233,51 +172,10 @@ def main():
         },
         supports_check_mode=True,
     )
-    p = module.params
-    name = p["name"]
-    unit = unit_state(module, name)
-    if unit.get("LoadState") == "not-found" and not module.check_mode:
-        module.fail_json(msg=f"unit {name} is not installed")
-    changed = p["state"] == "restarted" or (p["state"] == "started" and unit["ActiveState"] != "active")
-    result = {"changed": changed, "active": unit["ActiveState"], "ready": False, "reason": "", "nodes": {},
-              "etcd_members": [], "restarts": unit["NRestarts"]}
-    if module.check_mode and p["state"] != "query":
-        result["reason"] = "check mode" if changed else ""
-        result["ready"] = not changed and unit["ActiveState"] == "active"
-        module.exit_json(**result)
-    baseline = unit["NRestarts"]
-    # A (re)start counts only once systemd ran a new invocation of the unit: until then the
-    # old process may still answer, ready or not.
-    before = unit.get("InvocationID", "")
-    if changed:
-        verb = "restart" if p["state"] == "restarted" else "start"
-        rc, dummy, err = module.run_command(["systemctl", verb, "--no-block", name])
-        if rc != 0:
-            module.fail_json(msg=f"systemctl {verb} {name} failed: {err.strip()}", **result)
-
-    def observe():
-        """(ready, crashed, reason) now; the result follows what was seen."""
-        unit = unit_state(module, name)
-        crashed = unit["ActiveState"] == "failed" or unit.get("SubState") == "auto-restart" or unit["NRestarts"] > baseline
-        if crashed:
-            ready, reason, nodes = False, f"unit {name} failed ({unit.get('SubState')}, {unit['NRestarts']} restarts)", {}
-        elif changed and unit.get("InvocationID", "") in ("", before):
-            ready, reason, nodes = False, f"unit {name} has not {'re' if p['state'] == 'restarted' else ''}started yet", {}
-        else:
-            ready, reason, nodes = judge(module, p, unit)
-        result.update(active=unit["ActiveState"], ready=ready, reason=reason, nodes=nodes, restarts=unit["NRestarts"],
-                      etcd_members=sorted(n for n, s in nodes.items() if s["etcd_member"] and s["ready"]))
-        return ready, crashed, reason
-
-    # Stops at the first terminal state, ready or crashed; without ``wait`` it judges once.
-    seen = wait_for(observe, lambda now: now[0] or now[1], timeout=p["timeout"] if p["wait"] else 0, interval=0.5,
-                    factor=1.5, cap=2.0)[1]
-    ready, crashed, reason = seen
-    if not ready and (p["wait"] or changed):
-        lines = journal(module, name, p["journal_lines"])
-        why = "failed" if crashed else f"is not ready after {p['timeout']:g}s"
-        module.fail_json(msg=f"{name} {why}: {reason}\n--- last {len(lines)} lines of the journal of {name} ---\n"
-                         + "\n".join(lines), journal=lines, **result)
+    try:
+        result = run(module.params, module.check_mode, module.run_command)
+    except ServiceError as exc:
+        module.fail_json(msg=str(exc), **exc.extra)
     module.exit_json(**result)
 
 
