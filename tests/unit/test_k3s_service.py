@@ -264,7 +264,6 @@ def test_check_mode_predicts_and_a_missing_unit_is_named():
         run(params(), missing, clock)
 
 
-
 def test_a_start_without_wait_still_fails_when_the_unit_is_not_ready():
     clock = FakeClock()
     unit = UnitDouble("k3s-agent", clock, [(0, STOPPED),
