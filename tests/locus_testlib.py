@@ -1,5 +1,5 @@
 """Test helpers shared by the suites: a throw-away PostgreSQL cluster, real ansible-playbook
-and locus CLI runners.
+and locus CLI runners, a fake clock for waits.
 
 :class:`PostgresCluster` starts a throw-away PostgreSQL 15 cluster (initdb + pg_ctl from
 Debian's postgresql-15) in a temp dir on a free loopback port, once per test session.
@@ -26,6 +26,23 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class FakeClock:
+    """A clock whose sleep() advances it at once: waits (``_retry``'s ``sleep`` and ``clock``
+    parameters) take no real time. ``sleeps`` lists every wait."""
+
+    def __init__(self, now=100.0):
+        self.now = now
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 class PostgresCluster:

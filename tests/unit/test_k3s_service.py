@@ -4,7 +4,6 @@ the (re)start and wait on a fake clock (no real waiting) with the systemd double
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,23 +14,9 @@ from doubles import k3s_double as dbl
 from doubles.systemd_unit import RECORDED, UnitDouble
 
 from ansible_collections.locus.infra.plugins.module_utils import _k3s_service as svc
+from locus_testlib import FakeClock, free_port
 
 DOUBLE = Path(dbl.__file__)
-
-
-class FakeClock:
-    """A clock whose sleep() advances it at once."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def params(**over):
@@ -68,7 +53,7 @@ def test_unit_state_tolerates_missing_and_empty_restart_counts():
 
 
 def test_a_failing_systemctl_show_is_named():
-    unit = UnitDouble("k3s", FakeClock(), [(0, {})], show_rc=1)
+    unit = UnitDouble("k3s", FakeClock(1000.0), [(0, {})], show_rc=1)
     with pytest.raises(svc.ServiceError, match="^systemctl show k3s failed: Failed to connect to bus"):
         svc.unit_state(unit, "k3s")
 
@@ -122,12 +107,6 @@ def node(ready=True, member=True, version="v1.31.4+k3s1"):
 def test_judge_nodes_says_what_is_missing_first(over, nodes, reason):
     ready, why, seen = svc.judge_nodes(params(role="server", **over), nodes)
     assert (ready, why) == (reason == "", reason) and seen == nodes
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_command(argv):
@@ -189,7 +168,7 @@ def run(p, unit, clock, check_mode=False):
 
 
 def test_an_agent_that_becomes_ready_after_activating():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     stopped = STOPPED
     unit = UnitDouble("k3s-agent", clock, [(0, stopped), (0, svc.parse_show(RECORDED["activating"])), (4, NEW)])
     result = run(params(), unit, clock)
@@ -200,7 +179,7 @@ def test_an_agent_that_becomes_ready_after_activating():
 
 
 def test_a_started_unit_that_is_active_is_left_alone():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     unit = UnitDouble("k3s-agent", clock, [(0, RUNNING)])
     result = run(params(), unit, clock)
     assert result["changed"] is False and result["ready"] is True
@@ -208,7 +187,7 @@ def test_a_started_unit_that_is_active_is_left_alone():
 
 
 def test_a_crash_loop_fails_at_once_with_the_journal():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     journal = [f"level=info msg=\"line {i}\"" for i in range(30)] + ["level=fatal msg=\"token is invalid\""]
     unit = UnitDouble("k3s-agent", clock, [(0, RUNNING), (1, svc.parse_show(RECORDED["crashed"]))], journal=journal)
     with pytest.raises(svc.ServiceError) as err:
@@ -222,7 +201,7 @@ def test_a_crash_loop_fails_at_once_with_the_journal():
 
 
 def test_a_unit_still_activating_times_out_with_what_was_seen_last():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     activating = svc.parse_show(RECORDED["activating"])
     unit = UnitDouble("k3s-agent", clock, [(0, STOPPED), (0, activating)],
                       journal=["Waiting to retrieve agent configuration; server is not ready"])
@@ -236,7 +215,7 @@ def test_a_unit_still_activating_times_out_with_what_was_seen_last():
 
 
 def test_a_restart_waits_for_a_new_invocation():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     unit = UnitDouble("k3s-agent", clock, [(0, RUNNING), (3, NEW)])  # the old process answers for 3 s
     result = run(params(state="restarted"), unit, clock)
     assert result["ready"] is True and 3 <= clock.now - 1000 < 5
@@ -245,7 +224,7 @@ def test_a_restart_waits_for_a_new_invocation():
 
 
 def test_query_without_wait_judges_once_and_does_not_fail():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     unit = UnitDouble("k3s-agent", clock, [(0, svc.parse_show(RECORDED["activating"]))])
     result = run(params(state="query", wait=False), unit, clock)
     assert (result["changed"], result["ready"], result["reason"]) == (False, False, "unit k3s-agent is activating (start)")
@@ -253,7 +232,7 @@ def test_query_without_wait_judges_once_and_does_not_fail():
 
 
 def test_check_mode_predicts_and_a_missing_unit_is_named():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     stopped = UnitDouble("k3s-agent", clock, [(0, STOPPED)])
     assert run(params(), stopped, clock, check_mode=True) == {
         "changed": True, "active": "inactive", "ready": False, "reason": "check mode", "nodes": {}, "etcd_members": [],
@@ -265,7 +244,7 @@ def test_check_mode_predicts_and_a_missing_unit_is_named():
 
 
 def test_a_start_without_wait_still_fails_when_the_unit_is_not_ready():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     unit = UnitDouble("k3s-agent", clock, [(0, STOPPED),
                                            (0, svc.parse_show(RECORDED["activating"]))])
     with pytest.raises(svc.ServiceError, match="^k3s-agent is not ready after 30s: unit k3s-agent is activating"):
@@ -274,7 +253,7 @@ def test_a_start_without_wait_still_fails_when_the_unit_is_not_ready():
 
 
 def test_check_mode_on_a_missing_unit_predicts_a_start_instead_of_failing():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     missing = UnitDouble("k3s-agent", clock, [(0, svc.parse_show(RECORDED["not-found"]))])
     result = run(params(), missing, clock, check_mode=True)
     assert (result["changed"], result["reason"], result["active"]) == (True, "check mode", "inactive")

@@ -7,22 +7,7 @@ import random
 import pytest
 
 from ansible_collections.locus.infra.plugins.module_utils._retry import DEFAULT_BACKOFF, Backoff, WaitTimeout, poll, retry, wait_for
-
-
-class FakeClock:
-    """A clock whose sleep() advances it at once."""
-
-    def __init__(self):
-        self.now = 100.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
+from locus_testlib import FakeClock
 
 
 class Transient(Exception):
