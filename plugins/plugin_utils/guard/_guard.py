@@ -334,10 +334,30 @@ def load_changes_file(path):
         raise GuardError(f"operation.changes_file {path}: cannot read it: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise GuardError(f"operation.changes_file {path}: not JSON: {exc}") from exc
+    except RecursionError:
+        raise GuardError(f"operation.changes_file {path}: nested deeper than {_audit.MAX_DEPTH} levels "
+                         "(not a locus.infra.changes file)") from None
+    if _too_deep(doc):
+        raise GuardError(f"operation.changes_file {path}: nested deeper than {_audit.MAX_DEPTH} levels "
+                         "(not a locus.infra.changes file)")
     if not isinstance(doc, dict) or not isinstance(doc.get("changes"), list):
         raise GuardError(f"operation.changes_file {path}: not a locus.infra.changes file (no changes list)")
     meta = {k: doc.get(k) for k in ("playbook", "job", "check_mode", "diff_mode", "complete", "stats")}
     return doc["changes"], bool(doc.get("complete", False)), meta
+
+
+def _too_deep(value, limit=_audit.MAX_DEPTH):
+    """Whether ``value`` nests deeper than ``limit`` (iterative: any depth is measured safely)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 def normalise_operation(operation, default_host="localhost"):
@@ -347,11 +367,14 @@ def normalise_operation(operation, default_host="localhost"):
     unknown = sorted(set(operation) - OPERATION_KEYS)
     if unknown:
         raise GuardError(f"operation: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(OPERATION_KEYS))})")
-    what = str(operation.get("what") or "").strip()
+    # Text from anywhere (an LLM, a careless user): NUL and bytes that were not UTF-8 become
+    # escapes, so the decision can be recorded (the record's subject names both).
+    what = _redact.clean_text(str(operation.get("what") or ""), nul=True).strip()
     if not what:
         raise GuardError("operation.what is required: say what the change does")
     where = operation.get("where")
     where = ", ".join(str(w) for w in where) if isinstance(where, list) else str(where or default_host)
+    where = _redact.clean_text(where, nul=True)
     changes = operation.get("changes") or []
     if not isinstance(changes, list):
         raise GuardError(f"operation.changes must be a list of planned changes, got {type(changes).__name__}")

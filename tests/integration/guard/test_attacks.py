@@ -387,3 +387,32 @@ def test_a_token_is_not_replayed_in_another_store(env, engine, open_test_store, 
         assert other.verify()["ok"]
     finally:
         other.close()
+
+
+def test_nul_bytes_and_stray_surrogates_in_a_change_are_recorded_escaped(env, open_test_store):
+    """``what``/``where`` with NUL, a byte that was not UTF-8 and escape sequences (as an LLM's or a
+    careless user's text can hold): the decision is made and recorded, the text escaped, and the
+    approver is shown it escaped."""
+    store = open_test_store()
+    policy = _policy.load_policy()
+    op = dict(VM_DELETE, what="remove\x00 the db\udcff VM\x1b[2J", where="pve1\x00")
+    out = decide(store, policy, op)
+    assert out["decision"] == "needs_approval"
+    rec = store.get(out["ref_tag"])
+    assert "remove\\x00 the db\\xff VM" in rec["subject"] and "\x00" not in rec["subject"]
+    shown = run_locus("approve", out["ref_tag"], env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\x00" not in shown.stdout
+    assert store.verify()["ok"]
+
+
+@pytest.mark.parametrize("depth", [500, 50000])
+def test_a_deeply_nested_changes_file_is_one_clear_error(env, open_test_store, tmp_path, depth):
+    """A changes file made by hand (not by locus.infra.changes) nested far deeper than any task's
+    arguments: a GuardError naming the file, never a RecursionError out of the guard."""
+    path = tmp_path / "changes.json"
+    args = '{"a":' * depth + "1" + "}" * depth
+    path.write_text('{"complete": true, "changes": [{"host": "web1", "task": "t", "action": "ansible.builtin.copy", '
+                    f'"args": {args}}}]}}')
+    with pytest.raises(_guard.GuardError, match=f"operation.changes_file {path}: .*nested deeper than"):
+        decide(open_test_store(), _policy.load_policy(), {"what": "deep", "changes_file": str(path)})
