@@ -88,6 +88,26 @@ def test_write_tree_makes_directories_with_exactly_its_mode_and_group(tmp_path):
     assert (base / "main.conf").read_text() == "main\n" and _meta(base / "main.conf")[0] == 0o644
 
 
+def test_write_tree_flushes_every_file_and_each_directory_once_after_its_files(tmp_path, monkeypatch):
+    base = tmp_path / "etc"
+    base.mkdir()
+    synced, real_fsync = [], os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    ct.write_tree(str(base), [ct.Entry("main.conf", "main\n", 0o644), ct.Entry("locus/a.conf", "a\n", 0o644),
+                              ct.Entry("locus/b.conf", "b\n", 0o644), ct.Entry("locus/x/y/c.conf", "c\n", 0o644)],
+                  "locus", 0o750)
+    files = [s for s in synced if os.path.basename(s).startswith(".locus-")]
+    dirs = synced[len(files):]
+    assert len(files) == 4 and synced[:4] == files  # every file's data first, ...
+    assert sorted(dirs) == sorted(str(base / d) for d in ("", "locus", "locus/x", "locus/x/y"))  # ... then each directory once
+    assert dirs.index(str(base / "locus/x/y")) < dirs.index(str(base / "locus/x")) < dirs.index(str(base))
+
+
 def test_desired_names_the_option_item_of_every_problem():
     def entries(*paths):
         return [(f"files[{n}]", ct.Entry(p, "x", 0o644)) for n, p in enumerate(paths)]
