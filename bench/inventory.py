@@ -34,6 +34,7 @@ cache: true (which serves data up to cache_timeout old). The warm locus result i
 full build (every host's vars and groups).
 
 Usage: .venv/bin/python bench/inventory.py [--vms 2000] [--repeat 3] [--changed 20] [--url URL --token TOKEN]
+                                          [--previous REV]  (cold output equal to that of git revision REV)
 Caches are off for both plugins in the cold case. Never a timed assertion: it reports, it does not judge.
 """
 
@@ -239,6 +240,20 @@ def warm_cases(args, env: dict, tmp: Path, peer: Path, peer_tmp: Path, cold_host
     return result
 
 
+def same_as_previous(rev: str, config: Path, env: dict, tmp: Path) -> None:
+    """The cold inventory of this checkout equals that of the collection at git revision ``rev`` (every
+    host's vars and groups, the same NetBox data): a speed change must not change the output."""
+    prev = tmp / "previous" / "ansible_collections" / "locus" / "infra"
+    prev.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(prev)], input=archive, check=True)
+    theirs = build_inventory(config, {**env, "ANSIBLE_COLLECTIONS_PATH": str(tmp / "previous")}, "digest")[5]
+    ours = build_inventory(config, env, "digest")[5]
+    if theirs["digest"] != ours["digest"]:
+        raise SystemExit(f"bench: the cold inventory differs from that of {rev}")
+    print(f"bench: cold locus inventory equals that of {rev} (vars and groups of every host)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vms", type=int, default=2000)
@@ -249,6 +264,8 @@ def main(argv=None) -> int:
     p.add_argument("--netbox-workers", type=int, default=4, help="gunicorn (sync) workers of the NetBox started here")
     p.add_argument("--state-dir", type=Path,
                    help="netboxctl state directory of the NetBox given with --url (to run its RQ worker once)")
+    p.add_argument("--previous", metavar="REV",
+                   help="also check that the cold inventory equals that of the collection at this git revision")
     p.add_argument("--no-render-contexts", action="store_true",
                    help="leave config contexts unrendered (a NetBox without its RQ worker)")
     args = p.parse_args(argv)
@@ -277,8 +294,10 @@ def main(argv=None) -> int:
             print(f"bench: config contexts pre-rendered by the NetBox RQ worker in {render_config_contexts(instance):.1f} s")
         with tempfile.TemporaryDirectory() as tmp:
             ours = Path(tmp) / "locus.netbox.yml"
-            ours.write_text(yaml.safe_dump({"plugin": "locus.infra.netbox", "url": args.url,
-                                            }))
+            # a cold build each time: without refresh: full the runs after the first would be incremental from
+            # the snapshot the first one wrote (once the seed's changes are older than 10 minutes)
+            ours.write_text(yaml.safe_dump({"plugin": "locus.infra.netbox", "url": args.url, "refresh": "full",
+                                            "state_dir": str(Path(tmp) / "cold-state")}))
             peer = Path(tmp) / "peer.netbox.yml"
             peer.write_text(yaml.safe_dump({
                 "plugin": "netbox.netbox.nb_inventory", "api_endpoint": args.url, "validate_certs": False,
@@ -296,6 +315,8 @@ def main(argv=None) -> int:
             # ANSIBLE_LOCAL_TEMP. "nb_inventory" starts without it, as every AWX/EE job and CI run
             # does (a fresh container); "nb_inventory (schema cached)" keeps it between runs, as a
             # long-lived controller does.
+            if args.previous:
+                same_as_previous(args.previous, ours, env, Path(tmp))
             warm_tmp = Path(tmp) / "nb-warm" / "tmp"
             runs = {"locus": (ours, None), "nb_inventory": (peer, "fresh"), "nb_inventory (schema cached)": (peer, warm_tmp)}
             times = {name: [] for name in runs}

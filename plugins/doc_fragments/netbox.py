@@ -37,7 +37,7 @@ options:
     type: int
     default: 3
 requirements:
-  - pynetbox >= 7.5 (on the controller)
+  - requests >= 2.31 (on the controller)
 """
 
     # For the inventory plugin: the same options with the plugin-config environment sources.
@@ -77,5 +77,5 @@ options:
     type: int
     default: 3
 requirements:
-  - pynetbox >= 7.5 (on the controller)
+  - requests >= 2.31 (on the controller)
 """

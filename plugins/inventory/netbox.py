@@ -295,11 +295,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     return objects
         else:
             reason = "refresh: full requested"
-        clock = ServerClock(client.api.http_session)
+        clock = ServerClock(client.session)
         try:
             objects, notes, probed = read_objects(client, devices=self.get_option("devices"),
                                                   virtual_machines=self.get_option("virtual_machines"),
-                                                  filters=filters, probes=anchor_probes(client))
+                                                  filters=filters, probes=anchor_probes(clock))
         finally:
             clock.close()
         self.display.v(f"locus.infra.netbox: {notes}")

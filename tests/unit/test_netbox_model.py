@@ -208,8 +208,8 @@ def test_client_rejects_bad_settings(kwargs, message):
 def test_client_normalises_url_and_sets_the_auth_header_once():
     client = NetBoxClient(url="https://nb.example.com/api/", token="nbt_k.v", max_workers=8)
     assert client.url == "https://nb.example.com"
-    assert client.api.http_session.headers["Authorization"] == "Bearer nbt_k.v"
-    assert client.api.http_session.get_adapter("https://nb.example.com")._pool_maxsize >= 8
+    assert client.session.headers["Authorization"] == "Bearer nbt_k.v"
+    assert client.session.get_adapter("https://nb.example.com")._pool_maxsize >= 8
 
 
 def tagged(item_id, content_type, object_id, slug):

@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """NetBox REST client for locus.infra (private API).
 
-Built on pynetbox (its session, token handling and the `pynetbox.api` object for writes),
-with a fast read path for bulk lists: no OpenAPI schema download, ``?fields=`` to fetch only
+Built on a plain ``requests`` session (pynetbox is not imported: it adds nothing here and its import
+costs the start of every inventory build), with a fast read path for bulk lists: no OpenAPI schema
+download, ``?fields=`` to fetch only
 what is needed, ``count`` first (one object) and then all pages in parallel on a bounded pool, plain
 ``json.loads`` decoding, per-endpoint statistics, retries with jittered backoff on
 retryable errors only, and errors that name the URL, endpoint and HTTP status.
@@ -19,15 +20,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 try:
-    import pynetbox
     import requests
     from requests.adapters import HTTPAdapter
 
-    HAS_PYNETBOX = True
-    PYNETBOX_IMPORT_ERROR = None
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
-    HAS_PYNETBOX = False
-    PYNETBOX_IMPORT_ERROR = exc
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = exc
 
 from ansible_collections.locus.infra.plugins.module_utils._retry import retry
 
@@ -105,8 +105,8 @@ class NetBoxClient:
     stats: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if not HAS_PYNETBOX:
-            raise NetBoxError(f"the pynetbox and requests Python libraries are required: {PYNETBOX_IMPORT_ERROR}")
+        if not HAS_REQUESTS:
+            raise NetBoxError(f"the requests Python library is required: {REQUESTS_IMPORT_ERROR}")
         if not self.url or not str(self.url).startswith(("http://", "https://")):
             raise NetBoxError(f"url: {self.url!r} is not an http(s) URL (set the url option or NETBOX_API)")
         self.url = str(self.url).rstrip("/")
@@ -115,9 +115,8 @@ class NetBoxClient:
         if self.max_workers < 1 or self.page_size < 1:
             raise NetBoxError("max_workers and page_size must be positive")
         self._auth = authorization_header(self.token)
-        # pynetbox.Api owns the session (and is what writers use); we add a pool sized for our workers.
-        self.api = pynetbox.api(self.url, token=None)
-        session = self.api.http_session
+        # one session (keep-alive) with a connection pool sized for our workers
+        self.session = session = requests.Session()
         session.verify = self.validate_certs
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(self.max_workers, 4) * 2)
         session.mount("http://", adapter)
@@ -149,7 +148,7 @@ class NetBoxClient:
             t0 = time.monotonic()
             resp = None
             try:
-                resp = self.api.http_session.request(
+                resp = self.session.request(
                     method, url, params=params, timeout=self.timeout,
                     data=None if payload is None else json.dumps(payload),
                     headers=None if payload is None else {"Content-Type": "application/json"})
