@@ -565,3 +565,35 @@ def test_max_snapshot_age_must_be_a_number_of_seconds(run_inventory):
         run = run_inventory({"max_snapshot_age": value})
         assert run.rc != 0
         assert "max_snapshot_age" in run.stderr, run.stderr
+
+
+def test_full_build_reads_a_short_change_tail_unless_the_log_is_busy(netbox, run_inventory, pairs, tmp_path, world):
+    """A full build anchors on the newest 100 changes when one of them is older than the overlap (10 minutes),
+    and reads the newest 1000 only when all 100 are younger; either way the anchor lets the next build be
+    incremental and equal to a full one."""
+    def anchored(name):
+        run = run_inventory({"refresh": "full", "state_dir": str(tmp_path / name)}, "-v", name=name)
+        assert run.rc == 0, run.stderr
+        requests = re.search(r"core/object-changes: (\d+) requests", run.stdout)
+        return int(requests.group(1)), read_snapshot(next((tmp_path / name / "netbox").iterdir()))
+
+    api = netbox.api()
+    # 202 fresh changes (two bulk requests): the newest 100 are all younger than 10 minutes
+    tags = api.extras.tags.create([{"name": f"tail-{i}", "slug": f"tail-{i}"} for i in range(101)])
+    api.extras.tags.delete(tags)
+    newest = [c["id"] for c in api.http_session.get(
+        f"{netbox.url}/api/core/object-changes/", params={"ordering": "-id", "limit": 4, "fields": "id"},
+        headers={"Authorization": f"Token {netbox.token_v1}"}, timeout=30).json()["results"]]
+    assert len(newest) == 4
+    n_requests, snapshot = anchored("busy")
+    assert n_requests == 2 and snapshot["hwm"]["id"] == newest[0]
+    # all but the newest 3 changes an hour older: the first 100 reach back past the overlap
+    psql(netbox, f"UPDATE core_objectchange SET time = time - interval '1 hour' WHERE id <= {newest[3]}")
+    n_requests, snapshot = anchored("quiet")
+    assert n_requests == 1
+    assert snapshot["settled"] == newest[3] and sorted(snapshot["seen"]) == sorted(newest[:3])
+    world.rename_vm(9)
+    pair = Pair(run_inventory, tmp_path, "quiet")
+    pair.state = tmp_path / "quiet"
+    inc, cold = pair.both()
+    assert refresh_of(inc)[:2] == ("incremental", None) and inc.data == cold.data
