@@ -53,6 +53,7 @@ from ansible_collections.locus.infra.plugins.module_utils._config_tree import (
     parse_mode,
     read_live,
     relabel,
+    sync_dir,
     tree_name,
     write_tree,
 )
@@ -336,6 +337,7 @@ class Transaction:
             os.rename(live_tree, self._path(self.backup, self.tree))
         os.rename(self._path(self.stage, self.tree), live_tree)
         os.replace(self._path(self.stage, self.main_file), live_main)
+        sync_dir(self.conf_dir)  # the renames on disk before nginx is told to load them
         self.log.append("promoted the staged tree")
 
     def restore(self):

@@ -390,6 +390,31 @@ def test_compare_reports_added_changed_removed_and_hides_secrets(tmp_path):
     assert mode_only[0]["what"] == ["mode 0o644 -> 0o600"] and mode_diff[0]["after"].endswith("# mode 0o600\n")
 
 
+def test_promote_flushes_the_configuration_directory_after_its_renames(tmp_path, monkeypatch):
+    # The renames must be on disk before nginx is told to load them (a power cut after the reload
+    # could otherwise bring back the old tree under a running new one). Each fsync is recorded with
+    # what its descriptor is and what the live main file held at that moment, then really done.
+    conf = tmp_path / "nginx"
+    ct.write_tree(str(conf), [ct.Entry("nginx.conf", "old\n", 0o644), ct.Entry("locus/a.conf", "a\n", 0o644)],
+                  "locus", tree.DIR_MODE)
+    transaction = tree.Transaction(None, str(conf), "nginx.conf", "locus", "nginx", None, [], 1.0)
+    transaction.stage = str(conf / ".locus-stage-test")
+    ct.write_tree(transaction.stage, [ct.Entry("nginx.conf", "new\n", 0o644), ct.Entry("locus/b.conf", "b\n", 0o644)],
+                  "locus", tree.DIR_MODE)
+    synced, real_fsync = [], os.fsync
+
+    def recording_fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), (conf / "nginx.conf").read_text()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    transaction.promote()
+    assert synced == [(str(conf), "new\n")]  # the configuration directory, once, after the renames
+    assert sorted(os.listdir(conf / "locus")) == ["b.conf"]
+    assert (Path(transaction.backup) / "nginx.conf").read_text() == "old\n"
+    transaction.cleanup()
+
+
 @pytest.mark.parametrize(("path", "ok"), [("nginx.conf", True), ("locus/sites/a.conf", True), ("locus/../x", False),
                                           ("/etc/passwd", False), ("sites-enabled/default", False), ("locus", False)])
 def test_paths_stay_inside_the_tree(path, ok):
