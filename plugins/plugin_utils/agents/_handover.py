@@ -27,7 +27,7 @@ import hmac
 import json
 import re
 
-from ansible_collections.locus.infra.plugins.plugin_utils import _jsonschema
+from ansible_collections.locus.infra.plugins.plugin_utils import _jsonschema, _redact, _run
 
 PAYLOAD_TYPE = "application/vnd.locus.handover+v1+json"
 CLASSIFICATIONS = ("private", "enterprise", "personal")
@@ -82,6 +82,14 @@ PAYLOAD_SCHEMA = {
 
 class HandoverError(Exception):
     """Signing or verification failed; the message names the part at fault."""
+
+
+class Rejected(HandoverError):
+    """An envelope failed verification; the rejection is recorded as ``ref_tag``."""
+
+    def __init__(self, msg, ref_tag):
+        super().__init__(msg)
+        self.ref_tag = ref_tag
 
 
 def pae(payload_type, body):
@@ -239,3 +247,74 @@ def verify(envelope, keys):
     if canonical(payload) != body:
         raise HandoverError("envelope.payload: not canonical JSON")
     return check_payload(payload)
+
+
+# -- the agent_handover task: a recorded handover, a recorded verification ---------------------
+def create_recorded(store, args, key, check_mode):
+    """Record a HANDOVER and sign its payload (which carries the tag); the agent_handover task's result."""
+    key_id = args.get("key_id") or default_keyid(key)
+    seconds = parse_duration(args["respond_within"])
+    job = _run.run_id()
+    record = {
+        "kind": "handover",
+        "source": args["source"],
+        "target": args["target"],
+        "task": _redact.redact_text(args["task"]),
+        "context_refs": args["context_refs"],
+        "classification": args["classification"],
+        "expected_response_s": seconds,
+        "key_id": key_id,
+        "check_mode": check_mode,
+        "job": job,
+    }
+    subject = f"handover {args['source']} -> {args['target']} ({args['classification']}): {args['task'][:80]}"
+    with store.transaction() as tx:
+        # The tag goes into the signed payload, so it is allocated first, in the same transaction.
+        tag = tx.record("HANDOVER", subject, record)
+        payload = build_payload(
+            ref_tag=tag,
+            source=args["source"],
+            target=args["target"],
+            task=args["task"],
+            context_refs=args["context_refs"],
+            classification=args["classification"],
+            expected_response=seconds,
+            source_ref_tag=args.get("source_ref_tag"),
+            job=job,
+        )
+        envelope = sign(payload, key, key_id)
+    return {"ref_tag": tag, "envelope": envelope, "payload": payload, "key_id": key_id}
+
+
+def verify_recorded(store, args, key):
+    """Verify ``args["envelope"]`` and record a VALIDATE either way; raises :class:`Rejected` when it fails."""
+    keys = {args.get("key_id") or default_keyid(key): key}
+    envelope = args["envelope"]
+    digest = hashlib.sha256(str(envelope).encode()).hexdigest()
+    try:
+        payload = verify(envelope, keys)
+        if args.get("expect_target") and payload["target"]["agent"] != args["expect_target"]:
+            raise HandoverError(
+                f"payload.target.agent {payload['target']['agent']!r} is not {args['expect_target']!r}"
+            )
+    except HandoverError as exc:
+        tag = store.record(
+            "VALIDATE",
+            "handover verification: rejected",
+            {"kind": "handover_verify", "valid": False, "error": str(exc), "envelope_sha256": digest, "job": _run.run_id()},
+        )
+        raise Rejected(str(exc), tag) from None
+    tag = store.record(
+        "VALIDATE",
+        f"handover verification: {payload['ref_tag']} valid",
+        {
+            "kind": "handover_verify",
+            "valid": True,
+            "handover_ref_tag": payload["ref_tag"],
+            "source": payload["source"]["agent"],
+            "target": payload["target"]["agent"],
+            "envelope_sha256": digest,
+            "job": _run.run_id(),
+        },
+    )
+    return {"valid": True, "payload": payload, "ref_tag": tag, "handover_ref_tag": payload["ref_tag"]}
