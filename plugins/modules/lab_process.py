@@ -130,7 +130,7 @@ import signal
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.locus.infra.plugins.module_utils._retry import WaitTimeout, poll
+from ansible_collections.locus.infra.plugins.module_utils._retry import wait_for
 
 
 def _read_pid(path):
@@ -181,12 +181,9 @@ def _cgroup_dirs(relative):
     return [os.path.join(mount + own[key].rstrip("/"), relative.strip("/")) for key, mount in mounts.items() if key in own and os.path.isdir(mount)]
 
 
-def _until(condition, timeout, interval=0.1):
-    """True as soon as ``condition()`` holds, False when it still does not after ``timeout`` seconds."""
-    try:
-        return poll(lambda: True if condition() else None, timeout=timeout, interval=interval, factor=1.0, cap=interval)
-    except WaitTimeout:
-        return False
+# A process or cgroup ends within moments of its signal: check at a steady pace, not a growing one.
+TICK = {"interval": 0.1, "factor": 1.0, "cap": 0.1}
+SLOW_TICK = {"interval": 0.2, "factor": 1.0, "cap": 0.2}
 
 
 def _kill_cgroup(relative):
@@ -197,7 +194,7 @@ def _kill_cgroup(relative):
             continue
         with open(kill_file, "w", encoding="ascii") as handle:
             handle.write("1\n")
-        _until(lambda top=top: _cgroup_empty(top), 10)
+        wait_for(lambda top=top: _cgroup_empty(top), bool, timeout=10, **TICK)
 
 
 def _cgroup_empty(top):
@@ -295,7 +292,7 @@ def start(module, pid):
             exited.append(status)
         return done
 
-    if _until(died, params["settle"]):
+    if wait_for(died, bool, timeout=params["settle"], **TICK)[0]:
         _remove(params["pidfile"])
         module.fail_json(
             msg=f"lab_process: {params['argv'][0]} exited with status {os.waitstatus_to_exitcode(exited[0])} right after start (log {params['log']})",
@@ -321,10 +318,10 @@ def stop(module, pid):
         module.fail_json(msg=f"lab_process: unknown stop_signal {params['stop_signal']!r}")
     os.kill(pid, sig)
     killed = False
-    if not _until(lambda: not _alive(pid, params["match"]), params["stop_timeout"], interval=0.2):
+    if not wait_for(lambda: not _alive(pid, params["match"]), bool, timeout=params["stop_timeout"], **SLOW_TICK)[0]:
         os.kill(pid, signal.SIGKILL)
         killed = True
-        if not _until(lambda: not _alive(pid, params["match"]), 10):
+        if not wait_for(lambda: not _alive(pid, params["match"]), bool, timeout=10, **TICK)[0]:
             module.fail_json(msg=f"lab_process: PID {pid} ({params['pidfile']}) survived SIGKILL")
     if params["cgroup"]:
         if killed:  # whatever the killed process left behind in its cgroup goes too
