@@ -4,13 +4,17 @@
 
 Private API of the collection (may change without notice). Runs on the managed host (the
 module ships it), so it keeps to the standard library. Every parser takes the text a tool
-printed and returns plain data; none of them runs anything.
+printed and returns plain data; none of them runs anything. :func:`probe` is the module's
+whole job - what to read and what a failure to read means - reading through the functions
+the module gives it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 
 MESSAGE_CHARS = 200  # of a journal message kept as evidence
 
@@ -284,3 +288,125 @@ def parse_route_get(text, target):
             elif words[i] == "via" and words[i + 1] != target:
                 out["gateway"] = words[i + 1]
     return out
+
+
+# ------------------------------------------------------------------ the module's job -----------
+def probe(params, run_command, read, fetch, login, statvfs=os.statvfs, sleep=time.sleep, clock=time.monotonic):
+    """The result of ``locus.infra.ops_probe`` for its options ``params``.
+
+    ``run_command(argv)`` -> ``(rc, out, err)`` (C locale, no pager); ``read(path)`` -> text;
+    ``fetch(url, timeout)`` -> the body of a GET; ``login()`` -> this SSH login's ``(user,
+    address)`` or None (see :func:`own_login`). A part that cannot be read is null and named in
+    ``errors``; nothing raises for it.
+    """
+    errors = []
+    before = cpu_times(read("/proc/stat")) if params["cpu_sample"] > 0 else None
+    started = clock()
+
+    def run(argv, what):
+        rc, out, err = run_command(argv)
+        if rc != 0 and what:
+            errors.append(f"{what}: {' '.join(argv)} exited {rc}: {(err or out).strip()[:200]}")
+        return rc, out
+
+    result = {"changed": False, **_systemd(params["units"], run), **_resources(params["mounts"], read, statvfs, errors),
+              **_services(params, run, fetch, login, errors)}
+    if before:
+        sleep(max(0.0, params["cpu_sample"] - (clock() - started)))  # the reads above count as sample time
+        result["cpu_percent"] = cpu_percent(before, cpu_times(read("/proc/stat")))
+    else:
+        result["cpu_percent"] = None
+    if params["network_facts"]:
+        facts = network_facts(run)
+        if facts is None:
+            errors.append("network facts: ip -j addr show could not be read (setup gathers them instead)")
+        else:
+            result["ansible_facts"] = facts
+    result["errors"] = errors
+    return result
+
+
+def _systemd(names, run):
+    """``system_state``, ``failed_units`` and the state of each unit of ``names``."""
+    result = {"system_state": run(["systemctl", "is-system-running"], None)[1].strip() or "unknown"}
+    result["failed_units"] = parse_failed_units(run(["systemctl", "--failed", "--plain", "--no-legend"], "failed units")[1])
+    result["units"] = []
+    if names:
+        shown = parse_unit_show(run(["systemctl", "show", "-p", "Id,LoadState,ActiveState,SubState", "--", *names], "units")[1])
+        for name, state in zip(names, shown + [{}] * len(names), strict=False):
+            result["units"].append({"name": name, "id": state.get("id", ""), "load": state.get("load", "unknown"),
+                                    "active": state.get("active", "unknown"), "sub": state.get("sub", "")})
+    return result
+
+
+def _resources(mounts, read, statvfs, errors):
+    """``memory`` and ``disks`` (one entry per readable mount point of ``mounts``)."""
+    result = {}
+    try:
+        result["memory"] = parse_meminfo(read("/proc/meminfo"))
+    except OSError as exc:
+        result["memory"] = None
+        errors.append(f"memory: {exc}")
+    result["disks"] = []
+    for mount in mounts:
+        try:
+            result["disks"].append(disk_usage(mount, statvfs(mount)))
+        except OSError as exc:
+            errors.append(f"disk {mount}: {exc.strerror or exc}")
+    return result
+
+
+def _services(params, run, fetch, login, errors):
+    """``bgp``, ``journal``, ``k3s_nodes`` and ``ollama_models``: each null unless its option asks for it."""
+    result = {"bgp": None, "journal": None, "k3s_nodes": None, "ollama_models": None}
+    if params["bird"]:
+        rc, out = run(["birdc", "show", "protocols", "all"], "BGP")
+        result["bgp"] = parse_bird_protocols(out) if rc == 0 else None
+    if params["journal_since"] is not None:
+        since = ["-b"] if params["journal_since"] <= 0 else [f"--since=@{params['journal_since']}"]
+        rc, out = run(["journalctl", "--no-pager", "-q", "-o", "json", "-p", "err", "-n", "1000", *since], "journal")
+        result["journal"] = journal(run, out, login() if params["journal_own_sessions"] else None) if rc == 0 else None
+    if params["k3s_command"]:
+        rc, out = run([*params["k3s_command"], "get", "nodes", "-o", "json", f"--request-timeout={params['timeout']}s"],
+                      "K3s nodes")
+        if rc == 0:
+            try:
+                result["k3s_nodes"] = parse_k3s_nodes(out)
+            except (ValueError, AttributeError) as exc:
+                errors.append(f"K3s nodes: not a NodeList: {exc}")
+    if params["ollama_url"]:
+        url = params["ollama_url"].rstrip("/") + "/api/tags"
+        try:
+            result["ollama_models"] = parse_ollama_tags(fetch(url, params["timeout"]))
+        except Exception as exc:  # noqa: BLE001 - any failure to read the API is a reported error, not a crash
+            errors.append(f"Ollama models: GET {url}: {type(exc).__name__}: {exc}")
+    return result
+
+
+def journal(run, errors_json, own):
+    """The error records counted, without those sshd logged inside the collector's own SSH
+    sessions (``own``: see :func:`own_login`; None counts them all)."""
+    pids = sshd_error_pids(errors_json) if own else []
+    sessions = {}
+    if pids:
+        # Every boot (a PID names a process per boot) and no time window: a session may have begun long before.
+        rc, out = run(["journalctl", "--no-pager", "-q", "-o", "json", "-n", "5000", "SYSLOG_IDENTIFIER=sshd",
+                       *[f"_PID={pid}" for pid in pids[:200]]], "journal")
+        sessions = ssh_sessions(out) if rc == 0 else {}
+    return parse_journal(errors_json, sessions=sessions, own=own)
+
+
+def network_facts(run):
+    """setup's address facts from ``ip``: all_ipv4_addresses, all_ipv6_addresses, default_ipv4, default_ipv6."""
+    rc, out = run(["ip", "-j", "addr", "show"], None)
+    try:
+        v4, v6 = parse_ip_addr(out) if rc == 0 else (None, None)
+    except (ValueError, AttributeError):
+        v4 = None
+    if v4 is None:
+        return None
+    defaults = {}
+    for family, target in ROUTE_PROBES.items():
+        rc, out = run(["ip", f"-{family[1]}", "route", "get", target], None)
+        defaults[family] = parse_route_get(out, target) if rc == 0 else {}
+    return {"all_ipv4_addresses": v4, "all_ipv6_addresses": v6, "default_ipv4": defaults["v4"], "default_ipv6": defaults["v6"]}

@@ -190,7 +190,6 @@ errors:
 
 import os
 import pwd
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
@@ -219,102 +218,17 @@ ARGUMENT_SPEC = {
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    p = module.params
-    errors = []
-    before = op.cpu_times(_read("/proc/stat")) if p["cpu_sample"] > 0 else None
-    started = time.monotonic()
 
-    def run(argv, what):
-        rc, out, err = module.run_command(argv, environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
-        if rc != 0 and what:
-            errors.append(f"{what}: {' '.join(argv)} exited {rc}: {(err or out).strip()[:200]}")
-        return rc, out
+    def run(argv):
+        return module.run_command(argv, environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
 
-    result = {"changed": False, "system_state": run(["systemctl", "is-system-running"], None)[1].strip() or "unknown"}
-    result["failed_units"] = op.parse_failed_units(run(["systemctl", "--failed", "--plain", "--no-legend"], "failed units")[1])
-    result["units"] = []
-    if p["units"]:
-        shown = op.parse_unit_show(run(["systemctl", "show", "-p", "Id,LoadState,ActiveState,SubState", "--", *p["units"]], "units")[1])
-        for name, state in zip(p["units"], shown + [{}] * len(p["units"]), strict=False):
-            result["units"].append({"name": name, "id": state.get("id", ""), "load": state.get("load", "unknown"),
-                                    "active": state.get("active", "unknown"), "sub": state.get("sub", "")})
-    try:
-        result["memory"] = op.parse_meminfo(_read("/proc/meminfo"))
-    except OSError as exc:
-        result["memory"] = None
-        errors.append(f"memory: {exc}")
-    result["disks"] = []
-    for mount in p["mounts"]:
-        try:
-            result["disks"].append(op.disk_usage(mount, os.statvfs(mount)))
-        except OSError as exc:
-            errors.append(f"disk {mount}: {exc.strerror or exc}")
-    result["bgp"] = None
-    if p["bird"]:
-        rc, out = run(["birdc", "show", "protocols", "all"], "BGP")
-        result["bgp"] = op.parse_bird_protocols(out) if rc == 0 else None
-    result["journal"] = None
-    if p["journal_since"] is not None:
-        since = ["-b"] if p["journal_since"] <= 0 else [f"--since=@{p['journal_since']}"]
-        rc, out = run(["journalctl", "--no-pager", "-q", "-o", "json", "-p", "err", "-n", "1000", *since], "journal")
-        result["journal"] = _journal(run, out, p["journal_own_sessions"]) if rc == 0 else None
-    result["k3s_nodes"] = None
-    if p["k3s_command"]:
-        rc, out = run([*p["k3s_command"], "get", "nodes", "-o", "json", f"--request-timeout={p['timeout']}s"], "K3s nodes")
-        if rc == 0:
-            try:
-                result["k3s_nodes"] = op.parse_k3s_nodes(out)
-            except (ValueError, AttributeError) as exc:
-                errors.append(f"K3s nodes: not a NodeList: {exc}")
-    result["ollama_models"] = None
-    if p["ollama_url"]:
-        url = p["ollama_url"].rstrip("/") + "/api/tags"
-        try:
-            result["ollama_models"] = op.parse_ollama_tags(open_url(url, timeout=p["timeout"], use_proxy=False).read())
-        except Exception as exc:  # noqa: BLE001 - any failure to read the API is a reported error, not a crash
-            errors.append(f"Ollama models: GET {url}: {type(exc).__name__}: {exc}")
-    if before:
-        time.sleep(max(0.0, p["cpu_sample"] - (time.monotonic() - started)))  # the reads above count as sample time
-        result["cpu_percent"] = op.cpu_percent(before, op.cpu_times(_read("/proc/stat")))
-    else:
-        result["cpu_percent"] = None
-    if p["network_facts"]:
-        facts = _network_facts(run)
-        if facts is None:
-            errors.append("network facts: ip -j addr show could not be read (setup gathers them instead)")
-        else:
-            result["ansible_facts"] = facts
-    result["errors"] = errors
-    module.exit_json(**result)
+    def fetch(url, timeout):
+        return open_url(url, timeout=timeout, use_proxy=False).read()
 
+    def login():
+        return op.own_login(os.environ, os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name)
 
-def _journal(run, errors_json, own_sessions):
-    """The error records counted, without those sshd logged inside the collector's own SSH sessions."""
-    own = op.own_login(os.environ, os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name) if own_sessions else None
-    pids = op.sshd_error_pids(errors_json) if own else []
-    sessions = {}
-    if pids:
-        # Every boot (a PID names a process per boot) and no time window: a session may have begun long before.
-        rc, out = run(["journalctl", "--no-pager", "-q", "-o", "json", "-n", "5000", "SYSLOG_IDENTIFIER=sshd",
-                       *[f"_PID={pid}" for pid in pids[:200]]], "journal")
-        sessions = op.ssh_sessions(out) if rc == 0 else {}
-    return op.parse_journal(errors_json, sessions=sessions, own=own)
-
-
-def _network_facts(run):
-    """setup's address facts from ``ip``: all_ipv4_addresses, all_ipv6_addresses, default_ipv4, default_ipv6."""
-    rc, out = run(["ip", "-j", "addr", "show"], None)
-    try:
-        v4, v6 = op.parse_ip_addr(out) if rc == 0 else (None, None)
-    except (ValueError, AttributeError):
-        v4 = None
-    if v4 is None:
-        return None
-    defaults = {}
-    for family, target in op.ROUTE_PROBES.items():
-        rc, out = run(["ip", f"-{family[1]}", "route", "get", target], None)
-        defaults[family] = op.parse_route_get(out, target) if rc == 0 else {}
-    return {"all_ipv4_addresses": v4, "all_ipv6_addresses": v6, "default_ipv4": defaults["v4"], "default_ipv6": defaults["v6"]}
+    module.exit_json(**op.probe(module.params, run, _read, fetch, login))
 
 
 if __name__ == "__main__":
