@@ -352,6 +352,7 @@ class Transaction:
             os.replace(self._path(self.backup, self.main_file), live_main)
         elif os.path.exists(live_main):
             os.unlink(live_main)
+        sync_dir(self.conf_dir)  # the old tree back on disk before nginx is told to load it again
         shutil.rmtree(failed, ignore_errors=True)
         self.log.append("restored the previous tree")
 

@@ -415,6 +415,29 @@ def test_promote_flushes_the_configuration_directory_after_its_renames(tmp_path,
     transaction.cleanup()
 
 
+def test_restore_flushes_the_configuration_directory_after_its_renames(tmp_path, monkeypatch):
+    # A rollback is the same promise as a promote: the old tree is on disk before nginx reloads it.
+    conf = tmp_path / "nginx"
+    ct.write_tree(str(conf), [ct.Entry("nginx.conf", "old\n", 0o644), ct.Entry("locus/a.conf", "a\n", 0o644)],
+                  "locus", tree.DIR_MODE)
+    transaction = tree.Transaction(None, str(conf), "nginx.conf", "locus", "nginx", None, [], 1.0)
+    transaction.stage = str(conf / ".locus-stage-test")
+    ct.write_tree(transaction.stage, [ct.Entry("nginx.conf", "new\n", 0o644), ct.Entry("locus/b.conf", "b\n", 0o644)],
+                  "locus", tree.DIR_MODE)
+    transaction.promote()
+    synced, real_fsync = [], os.fsync
+
+    def recording_fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), (conf / "nginx.conf").read_text()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    transaction.restore()
+    assert synced == [(str(conf), "old\n")]  # the configuration directory, once, after the renames back
+    assert sorted(os.listdir(conf / "locus")) == ["a.conf"]
+    transaction.cleanup()
+
+
 @pytest.mark.parametrize(("path", "ok"), [("nginx.conf", True), ("locus/sites/a.conf", True), ("locus/../x", False),
                                           ("/etc/passwd", False), ("sites-enabled/default", False), ("locus", False)])
 def test_paths_stay_inside_the_tree(path, ok):
