@@ -390,10 +390,13 @@ def test_compare_reports_added_changed_removed_and_hides_secrets(tmp_path):
     assert mode_only[0]["what"] == ["mode 0o644 -> 0o600"] and mode_diff[0]["after"].endswith("# mode 0o600\n")
 
 
-def test_promote_flushes_the_configuration_directory_after_its_renames(tmp_path, monkeypatch):
-    # The renames must be on disk before nginx is told to load them (a power cut after the reload
-    # could otherwise bring back the old tree under a running new one). Each fsync is recorded with
-    # what its descriptor is and what the live main file held at that moment, then really done.
+@pytest.mark.parametrize(("step", "live_main", "live_tree"), [("promote", "new\n", ["b.conf"]), ("restore", "old\n", ["a.conf"])])
+def test_promote_and_restore_flush_the_configuration_directory_after_their_renames(tmp_path, monkeypatch, step,
+                                                                                   live_main, live_tree):
+    # The renames must be on disk before nginx is told to load the tree (a power cut after the reload
+    # could otherwise bring back the other tree under a running nginx); a rollback is the same promise.
+    # Each fsync is recorded with what its descriptor is and what the live main file held at that
+    # moment, then really done.
     conf = tmp_path / "nginx"
     ct.write_tree(str(conf), [ct.Entry("nginx.conf", "old\n", 0o644), ct.Entry("locus/a.conf", "a\n", 0o644)],
                   "locus", tree.DIR_MODE)
@@ -401,6 +404,9 @@ def test_promote_flushes_the_configuration_directory_after_its_renames(tmp_path,
     transaction.stage = str(conf / ".locus-stage-test")
     ct.write_tree(transaction.stage, [ct.Entry("nginx.conf", "new\n", 0o644), ct.Entry("locus/b.conf", "b\n", 0o644)],
                   "locus", tree.DIR_MODE)
+    if step == "restore":
+        transaction.promote()
+        assert (Path(transaction.backup) / "nginx.conf").read_text() == "old\n"
     synced, real_fsync = [], os.fsync
 
     def recording_fsync(fd):
@@ -408,33 +414,9 @@ def test_promote_flushes_the_configuration_directory_after_its_renames(tmp_path,
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    transaction.promote()
-    assert synced == [(str(conf), "new\n")]  # the configuration directory, once, after the renames
-    assert sorted(os.listdir(conf / "locus")) == ["b.conf"]
-    assert (Path(transaction.backup) / "nginx.conf").read_text() == "old\n"
-    transaction.cleanup()
-
-
-def test_restore_flushes_the_configuration_directory_after_its_renames(tmp_path, monkeypatch):
-    # A rollback is the same promise as a promote: the old tree is on disk before nginx reloads it.
-    conf = tmp_path / "nginx"
-    ct.write_tree(str(conf), [ct.Entry("nginx.conf", "old\n", 0o644), ct.Entry("locus/a.conf", "a\n", 0o644)],
-                  "locus", tree.DIR_MODE)
-    transaction = tree.Transaction(None, str(conf), "nginx.conf", "locus", "nginx", None, [], 1.0)
-    transaction.stage = str(conf / ".locus-stage-test")
-    ct.write_tree(transaction.stage, [ct.Entry("nginx.conf", "new\n", 0o644), ct.Entry("locus/b.conf", "b\n", 0o644)],
-                  "locus", tree.DIR_MODE)
-    transaction.promote()
-    synced, real_fsync = [], os.fsync
-
-    def recording_fsync(fd):
-        synced.append((os.readlink(f"/proc/self/fd/{fd}"), (conf / "nginx.conf").read_text()))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
-    transaction.restore()
-    assert synced == [(str(conf), "old\n")]  # the configuration directory, once, after the renames back
-    assert sorted(os.listdir(conf / "locus")) == ["a.conf"]
+    getattr(transaction, step)()
+    assert synced == [(str(conf), live_main)]  # the configuration directory, once, after the renames
+    assert sorted(os.listdir(conf / "locus")) == live_tree
     transaction.cleanup()
 
 

@@ -442,7 +442,7 @@ def test_http_needs_a_bearer_token_and_the_private_lane_only_loopback(tmp_path):
         def unauthed():
             return streamable_http_client(url, http_client=create_mcp_http_client(headers={"Authorization": "Bearer nope"}))
 
-        with pytest.raises(Exception):  # noqa: B017 - the SDK raises its own error for the 401
+        with pytest.raises(Exception):  # noqa: B017 - the SDK raises its own error for an unauthorised answer
             session(unauthed(), [("audit_verify", {})])
     finally:
         proc.send_signal(signal.SIGINT)
