@@ -27,6 +27,8 @@ class GuardReads:
     """Reads for the guard through ``self.query(sql, params)`` (a store's or a write transaction's)."""
 
     def query(self, sql, params=()):
+        # The mixin's one requirement, declared so it is visible: Store and Transaction define
+        # their own query (the engine's placeholders, the writer lock); this is never reached.
         raise NotImplementedError
 
     def audit_record(self, tag):
@@ -68,6 +70,8 @@ class GuardWrites:
     """The guard's writes, inside a write transaction (through ``self.execute``)."""
 
     def execute(self, sql, params=()):
+        # The mixin's one requirement, declared so it is visible: Transaction defines execute
+        # (inside its writer lock); this is never reached.
         raise NotImplementedError
 
     def set_halt(self, tag, reason, since, user, epoch):
